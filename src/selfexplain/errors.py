@@ -1,0 +1,13 @@
+"""Exceptions a user can act on; each message names the file, key or column at fault."""
+
+
+class SelfExplainError(Exception):
+    """Base class: the CLI prints these without a traceback."""
+
+
+class ConfigError(SelfExplainError):
+    """A config, catalog or template is invalid."""
+
+
+class InputError(SelfExplainError):
+    """An input file is missing, unreadable or lacks a column."""

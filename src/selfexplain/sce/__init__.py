@@ -1,0 +1,1 @@
+"""The sce study: self-generated counterfactual explanations on tabular grids."""

@@ -1,0 +1,271 @@
+"""Validity and minimality of self-generated counterfactuals, scored against the model's own grid answers.
+
+Validity is looked up, not re-queried: a counterfactual is valid when the model's first-pass answer at the grid
+point it names is the target label. Minimality compares the counterfactual's distance with that of the nearest
+grid point the model labels differently (x_min).
+
+Two views are reported side by side:
+* the 13 aggregates of the original study, with its definitions, over the rows it keeps (readable first answer,
+  and a counterfactual on the grid whose own answer is readable);
+* what those aggregates hide: strict validity (unreadable and off-grid counterfactuals count as invalid), a count
+  for every failure kind, and seeded bootstrap 95 % CIs.
+
+scores table (one row per counterfactuals row), in addition to row_id/answer/target:
+  cf_row_id       grid id the counterfactual names, -1 when off the grid or unreadable
+  verification    model's first-pass answer at cf_row_id (null when unknown)
+  kept            row counted in the original aggregates
+  valid           1/0 when kept, null otherwise;  strict_valid  1/0 for every row with a readable first answer
+  failure         "" or the first failure kind (see FAILURE_KINDS)
+  distance        d(x, counterfactual) (computed for off-grid points too when all features were read)
+  min_row_id, distance_to_min      x_min and d(x, x_min)
+  RCF, RCF_A      d/d_min - 1 and d - d_min (0 when within the tie tolerance)
+  cf_to_boundary  distance from the counterfactual to the nearest point labelled opposite to it
+  ICF, ICF_A      cf_to_boundary / d_min and cf_to_boundary
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from selfexplain.errors import InputError
+from selfexplain.sce import tables as T
+from selfexplain.tabular.distances import TIE_TOLERANCE, make_metric, nearest_by_class
+from selfexplain.tabular.features import DatasetSpec
+from selfexplain.tabular.grids import lookup_rows
+
+ORIGINAL_METRICS = (
+    "validity_percent",
+    "mean_distance",
+    "mean_RCF",
+    "median_RCF",
+    "mean_RCF_A",
+    "median_RCF_A",
+    "mean_ICF",
+    "median_ICF",
+    "mean_ICF_A",
+    "median_ICF_A",
+    "total_minimality",
+    "total_minimality_A",
+    "exact_match",
+)
+
+FAILURE_KINDS = (
+    "first_answer_unreadable",
+    "counterfactual_unreadable",
+    "counterfactual_off_grid",
+    "verification_unreadable",
+)
+
+
+def check_columns(table: pd.DataFrame, spec: DatasetSpec, source: str) -> None:
+    missing = [c for c in (*T.REQUIRED, *T.cf_columns(spec)) if c not in table.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {missing} needed to score dataset {spec.name!r}")
+
+
+def class_of(labels: pd.Series, spec: DatasetSpec) -> np.ndarray:
+    """0/1 for the two options, -1 for anything else (null, unreadable)."""
+    mapping = {spec.options[0]: 0, spec.options[1]: 1}
+    return labels.map(mapping).fillna(-1).astype(np.int64).to_numpy()
+
+
+def score_rows(
+    spec: DatasetSpec, grid: pd.DataFrame, table: pd.DataFrame, metric_name: str = "gower", source: str = "table"
+) -> pd.DataFrame:
+    """Per-row validity and distances; the grid's answers are the table's own first-pass answers."""
+    check_columns(table, spec, source)
+    metric = make_metric(spec, grid, metric_name)
+    points = grid[spec.columns].to_numpy(dtype=np.float64)
+    n_grid = len(points)
+
+    row_id = table[T.ROW_ID].to_numpy(dtype=np.int64)
+    if (row_id < 0).any() or (row_id >= n_grid).any():
+        raise InputError(f"{source}: column {T.ROW_ID!r} has ids outside the {spec.name} grid (0..{n_grid - 1})")
+    if len(np.unique(row_id)) != len(row_id):
+        raise InputError(f"{source}: column {T.ROW_ID!r} repeats grid ids; one row per grid point is expected")
+    answer_class = class_of(table[T.ANSWER], spec)
+    grid_class = np.full(n_grid, -1, dtype=np.int64)
+    grid_class[row_id] = answer_class
+
+    x = points[row_id]
+    cf = table[T.cf_columns(spec)].to_numpy(dtype=np.float64)
+    cf_row = lookup_rows(spec, grid, cf)
+    on_grid = cf_row >= 0
+    verification_class = np.where(on_grid, grid_class[np.clip(cf_row, 0, None)], -1)
+    target_class = class_of(table[T.TARGET], spec)
+
+    readable_answer = answer_class >= 0
+    cf_read = ~np.isnan(cf).any(axis=1)
+    kept = readable_answer & (verification_class >= 0)
+    valid = np.where(kept, (verification_class == target_class).astype(float), np.nan)
+    strict_valid = np.where(
+        readable_answer, ((verification_class >= 0) & (verification_class == target_class)).astype(float), np.nan
+    )
+
+    failure = np.full(len(table), "", dtype=object)
+    failure[~readable_answer] = "first_answer_unreadable"
+    failure[readable_answer & ~cf_read] = "counterfactual_unreadable"
+    failure[readable_answer & cf_read & ~on_grid] = "counterfactual_off_grid"
+    failure[readable_answer & on_grid & (verification_class < 0)] = "verification_unreadable"
+
+    distance = metric.rowwise(x, cf)
+    min_idx, d_min = nearest_by_class(metric, points, grid_class, x, np.where(readable_answer, 1 - answer_class, -1))
+    cf_points = np.where(on_grid[:, None], cf, np.nan)
+    _, c2db = nearest_by_class(
+        metric, points, grid_class, cf_points, np.where(verification_class >= 0, 1 - verification_class, -1)
+    )
+    excess = distance - d_min
+    excess = np.where(np.abs(excess) <= TIE_TOLERANCE, 0.0, excess)
+    usable = kept & ~np.isnan(d_min)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rcf = np.where(usable, excess / d_min, np.nan)
+        icf = np.where(usable & ~np.isnan(c2db), c2db / d_min, np.nan)
+    rcf_a = np.where(usable, excess, np.nan)
+    icf_a = np.where(usable, c2db, np.nan)
+
+    out = pd.DataFrame(
+        {
+            T.ROW_ID: row_id,
+            T.ANSWER: table[T.ANSWER].to_numpy(dtype=object),
+            T.TARGET: table[T.TARGET].to_numpy(dtype=object),
+            "cf_row_id": cf_row,
+            "verification": np.where(
+                verification_class >= 0, np.asarray(spec.options, dtype=object)[np.clip(verification_class, 0, 1)], None
+            ),
+            "kept": kept,
+            "valid": valid,
+            "strict_valid": strict_valid,
+            "failure": failure,
+            "distance": np.where(cf_read, distance, np.nan),
+            "min_row_id": min_idx,
+            "distance_to_min": d_min,
+            "RCF": rcf,
+            "RCF_A": rcf_a,
+            "cf_to_boundary": np.where(kept, c2db, np.nan),
+            "ICF": icf,
+            "ICF_A": icf_a,
+        }
+    )
+    for col in T.cf_columns(spec):
+        out[col] = table[col].to_numpy(dtype=np.float64)
+    if T.CF_STATUS in table:
+        out[T.CF_STATUS] = table[T.CF_STATUS].to_numpy(dtype=object)
+    return out
+
+
+def _nan_stat(fn: Any, values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan
+    return float(fn(values))
+
+
+def original_aggregates(rows: pd.DataFrame) -> dict[str, float]:
+    """The original scorer's 13 aggregates, with its definitions, over the kept rows."""
+    kept = rows[rows["kept"]]
+    n = len(kept)
+    v = kept["valid"].to_numpy(dtype=np.float64)
+    is_valid = v == 1
+    rcf, rcf_a = kept["RCF"].to_numpy(dtype=np.float64), kept["RCF_A"].to_numpy(dtype=np.float64)
+    icf, icf_a = kept["ICF"].to_numpy(dtype=np.float64), kept["ICF_A"].to_numpy(dtype=np.float64)
+    validity = float(np.mean(v)) if n else math.nan
+    out = {
+        "validity_percent": 100 * validity,
+        "mean_distance": _nan_stat(np.mean, kept["distance"].to_numpy(dtype=np.float64)),
+        "mean_RCF": _nan_stat(np.mean, rcf[is_valid]),
+        "median_RCF": _nan_stat(np.median, rcf[is_valid]),
+        "mean_RCF_A": _nan_stat(np.mean, rcf_a[is_valid]),
+        "median_RCF_A": _nan_stat(np.median, rcf_a[is_valid]),
+        "mean_ICF": _nan_stat(np.mean, icf[~is_valid]),
+        "median_ICF": _nan_stat(np.median, icf[~is_valid]),
+        "mean_ICF_A": _nan_stat(np.mean, icf_a[~is_valid]),
+        "median_ICF_A": _nan_stat(np.median, icf_a[~is_valid]),
+    }
+    # As in the original: NaN when no counterfactual is valid (0 * NaN), ICF terms NaN -> 0.
+    out["total_minimality"] = validity * out["median_RCF"] + (1 - validity) * _zero_if_nan(out["median_ICF"])
+    out["total_minimality_A"] = validity * out["mean_RCF_A"] + (1 - validity) * _zero_if_nan(out["mean_ICF_A"])
+    out["exact_match"] = 100 * float(np.sum((rcf == 0) & is_valid)) / n if n else math.nan
+    return out
+
+
+def _zero_if_nan(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
+
+
+def bootstrap_ci(
+    rows: pd.DataFrame, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, list[float]]:
+    """Percentile bootstrap CIs over kept rows for validity % and mean RCF_A (mean over the valid rows drawn)."""
+    kept = rows[rows["kept"]]
+    n = len(kept)
+    if n == 0 or resamples <= 0:
+        return {"validity_percent": [math.nan, math.nan], "mean_RCF_A": [math.nan, math.nan]}
+    v = kept["valid"].to_numpy(dtype=np.float64)
+    rcf_a = np.where(v == 1, kept["RCF_A"].to_numpy(dtype=np.float64), 0.0)
+    rng = np.random.default_rng(seed)
+    validity = np.empty(resamples)
+    mean_rcf_a = np.empty(resamples)
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        draw = rng.integers(0, n, size=(stop - start, n))
+        n_valid = v[draw].sum(axis=1)
+        validity[start:stop] = 100 * n_valid / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_rcf_a[start:stop] = rcf_a[draw].sum(axis=1) / n_valid
+    alpha = (1 - level) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            "validity_percent": [float(x) for x in np.nanquantile(validity, [alpha, 1 - alpha])],
+            "mean_RCF_A": [float(x) for x in np.nanquantile(mean_rcf_a, [alpha, 1 - alpha])],
+        }
+
+
+def failure_counts(rows: pd.DataFrame) -> dict[str, int]:
+    counts = {kind: int((rows["failure"] == kind).sum()) for kind in FAILURE_KINDS}
+    if T.CF_STATUS in rows:
+        for status, count in rows.loc[rows[T.CF_STATUS] != "ok", T.CF_STATUS].value_counts().items():
+            counts[f"cf_status_{status}"] = int(count)
+    return counts
+
+
+def summarise(
+    rows: pd.DataFrame, resamples: int = 1000, seed: int = 0, metric_name: str = "gower"
+) -> dict[str, Any]:
+    """metrics.json content: the 13 original keys first, then what the original does not report."""
+    metrics: dict[str, Any] = original_aggregates(rows)
+    readable = rows["strict_valid"].notna()
+    metrics.update(
+        {
+            "distance_metric": metric_name,
+            "n_rows": len(rows),
+            "n_kept": int(rows["kept"].sum()),
+            "n_first_answer_readable": int(readable.sum()),
+            "strict_validity_percent": (
+                100 * float(rows.loc[readable, "strict_valid"].mean()) if readable.any() else math.nan
+            ),
+            "failures": failure_counts(rows),
+            "ci95": bootstrap_ci(rows, resamples=resamples, seed=seed),
+            "bootstrap": {"resamples": resamples, "seed": seed},
+        }
+    )
+    return metrics
+
+
+def score_table(
+    spec: DatasetSpec,
+    grid: pd.DataFrame,
+    table: pd.DataFrame,
+    metric_name: str = "gower",
+    resamples: int = 1000,
+    seed: int = 0,
+    source: str = "table",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    rows = score_rows(spec, grid, table, metric_name, source=source)
+    return rows, summarise(rows, resamples=resamples, seed=seed, metric_name=metric_name)

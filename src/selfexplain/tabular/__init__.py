@@ -1,0 +1,1 @@
+"""Tabular inputs: feature definitions, grids and distances."""
