@@ -75,7 +75,11 @@ def class_of(labels: pd.Series, spec: DatasetSpec) -> np.ndarray:
 
 
 def score_rows(
-    spec: DatasetSpec, grid: pd.DataFrame, table: pd.DataFrame, metric_name: str = "gower", source: str = "table"
+    spec: DatasetSpec,
+    grid: pd.DataFrame,
+    table: pd.DataFrame,
+    metric_name: str = "gower",
+    source: str = "table",
 ) -> pd.DataFrame:
     """Per-row validity and distances; the grid's answers are the table's own first-pass answers."""
     check_columns(table, spec, source)
@@ -104,7 +108,9 @@ def score_rows(
     kept = readable_answer & (verification_class >= 0)
     valid = np.where(kept, (verification_class == target_class).astype(float), np.nan)
     strict_valid = np.where(
-        readable_answer, ((verification_class >= 0) & (verification_class == target_class)).astype(float), np.nan
+        readable_answer,
+        ((verification_class >= 0) & (verification_class == target_class)).astype(float),
+        np.nan,
     )
 
     failure = np.full(len(table), "", dtype=object)
@@ -135,7 +141,9 @@ def score_rows(
             T.TARGET: table[T.TARGET].to_numpy(dtype=object),
             "cf_row_id": cf_row,
             "verification": np.where(
-                verification_class >= 0, np.asarray(spec.options, dtype=object)[np.clip(verification_class, 0, 1)], None
+                verification_class >= 0,
+                np.asarray(spec.options, dtype=object)[np.clip(verification_class, 0, 1)],
+                None,
             ),
             "kept": kept,
             "valid": valid,
@@ -235,9 +243,7 @@ def failure_counts(rows: pd.DataFrame) -> dict[str, int]:
     return counts
 
 
-def summarise(
-    rows: pd.DataFrame, resamples: int = 1000, seed: int = 0, metric_name: str = "gower"
-) -> dict[str, Any]:
+def summarise(rows: pd.DataFrame, resamples: int = 1000, seed: int = 0, metric_name: str = "gower") -> dict[str, Any]:
     """metrics.json content: the 13 original keys first, then what the original does not report."""
     metrics: dict[str, Any] = original_aggregates(rows)
     readable = rows["strict_valid"].notna()

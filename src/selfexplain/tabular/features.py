@@ -97,7 +97,7 @@ def _expand_levels(raw: Any, where: str) -> tuple[float, ...]:
             raise ConfigError(f"{where}: levels needs 'start' and 'stop' (got {sorted(raw)})") from exc
         if step <= 0 or stop < start:
             raise ConfigError(f"{where}: levels need start <= stop and step > 0")
-        count = int(round((stop - start) / step)) + 1
+        count = round((stop - start) / step) + 1
         return tuple(float(start + i * step) for i in range(count))
     if isinstance(raw, list) and raw:
         return tuple(float(v) for v in raw)

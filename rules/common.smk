@@ -1,0 +1,94 @@
+# Config access, model and dataset tables, wildcard constraints and target lists.
+# All logic lives in the selfexplain package; this file only wires it to Snakemake.
+import json
+import re
+from pathlib import Path
+
+from selfexplain.config import validate_config
+from selfexplain.sce.prompts import load_template
+from selfexplain.tabular.features import load_dataset_spec
+
+SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+config, CATALOG = validate_config(
+    config,
+    SCHEMAS / "config.schema.yaml",
+    SCHEMAS / "catalog.schema.yaml",
+)
+MODELS = config["models"]
+SCE = config["sce"]
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    model=_alternatives(MODELS),
+    dataset=_alternatives(SCE["datasets"]),
+    prompt=_alternatives(SCE["prompts"]),
+
+
+def model_entry(wildcards):
+    """The catalog entry as JSON: a params value, so editing a model's settings reruns its jobs."""
+    return json.dumps(CATALOG[wildcards.model].raw, sort_keys=True)
+
+
+def model_gpus(wildcards):
+    return CATALOG[wildcards.model].gpus
+
+
+def inference_mem_mb(wildcards, attempt):
+    return (4000 if CATALOG[wildcards.model].gpus else 2000) * attempt
+
+
+def inference_runtime(wildcards, attempt):
+    """Minutes: generous for GPU and API models, short for synthetic ones; grows on retry."""
+    base = 15 if CATALOG[wildcards.model].is_synthetic else 240
+    return base * attempt
+
+
+def first_pass_template(wildcards):
+    return str(
+        load_template(SCE["prompt_dir"], SCE["first_pass"], wildcards.dataset).path
+    )
+
+
+def followup_template(wildcards):
+    return str(
+        load_template(SCE["prompt_dir"], wildcards.prompt, wildcards.dataset).path
+    )
+
+
+def journal_path(stage):
+    def path(wildcards):
+        parts = [config["journal_dir"], wildcards.model, stage, wildcards.dataset]
+        if "prompt" in wildcards.keys():
+            parts.append(wildcards.prompt)
+        return str(Path(*parts)) + ".jsonl"
+
+    return path
+
+
+def prompt_distance(wildcards):
+    return SCE["prompt_distances"].get(wildcards.prompt, SCE["distance"])
+
+
+def sce_runs():
+    """(model, dataset, prompt) of every scored run, in config order."""
+    return [(m, d, p) for m in MODELS for d in SCE["datasets"] for p in SCE["prompts"]]
+
+
+def sce_metrics_files():
+    return [f"results/sce/{m}/{d}/{p}/metrics.json" for m, d, p in sce_runs()]
+
+
+def sce_boundary_figures():
+    return [f"results/sce/figures/boundary/{m}__{d}__{p}.png" for m, d, p in sce_runs()]
+
+
+def all_targets():
+    return [
+        "results/sce/summary.csv",
+        "results/sce/figures/validity_vs_minimality.png",
+        *sce_boundary_figures(),
+    ]

@@ -1,0 +1,61 @@
+# Summary tables and figures, registered for `snakemake --report`.
+
+
+localrules:
+    sce_summary,
+    sce_plot,
+    sce_plot_boundary,
+
+
+rule sce_summary:
+    input:
+        sce_metrics_files(),
+    output:
+        report(
+            "results/sce/summary.csv",
+            caption="../workflow/report/sce_summary.rst",
+            category="sce",
+            labels={"table": "summary"},
+        ),
+    log:
+        "logs/sce_summary/summary.log",
+    params:
+        runs=sce_runs(),
+    script:
+        "../workflow/scripts/sce_summary.py"
+
+
+rule sce_plot:
+    input:
+        rules.sce_summary.output[0],
+    output:
+        report(
+            "results/sce/figures/validity_vs_minimality.png",
+            caption="../workflow/report/sce_scatter.rst",
+            category="sce",
+            labels={"figure": "validity vs minimality"},
+        ),
+    log:
+        "logs/sce_plot/validity_vs_minimality.log",
+    script:
+        "../workflow/scripts/sce_plot.py"
+
+
+rule sce_plot_boundary:
+    input:
+        scores=rules.sce_score.output.scores,
+        grid=rules.sce_grid.output[0],
+    output:
+        report(
+            "results/sce/figures/boundary/{model}__{dataset}__{prompt}.png",
+            caption="../workflow/report/sce_boundary.rst",
+            category="sce",
+            subcategory="decision boundaries",
+            labels={"model": "{model}", "dataset": "{dataset}", "prompt": "{prompt}"},
+        ),
+    log:
+        "logs/sce_plot_boundary/{model}__{dataset}__{prompt}.log",
+    params:
+        max_arrows=SCE["figures"]["max_arrows"],
+    script:
+        "../workflow/scripts/sce_plot_boundary.py"

@@ -1,0 +1,83 @@
+# sce study: grid -> first-pass labels -> counterfactual follow-up -> validity and minimality.
+
+
+localrules:
+    sce_grid,
+
+
+rule sce_grid:
+    output:
+        "resources/sce/{dataset}/grid.parquet",
+    log:
+        "logs/sce_grid/{dataset}.log",
+    script:
+        "../workflow/scripts/sce_grid.py"
+
+
+rule sce_predict:
+    input:
+        grid=rules.sce_grid.output[0],
+        template=first_pass_template,
+    output:
+        "results/sce/{model}/{dataset}/predictions.parquet",
+    log:
+        "logs/sce_predict/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/sce_predict/{model}/{dataset}.tsv"
+    threads: 1
+    resources:
+        gpu=model_gpus,
+        mem_mb=inference_mem_mb,
+        runtime=inference_runtime,
+    params:
+        model=model_entry,
+        journal=journal_path("sce_predict"),
+        progress=config["progress"],
+    script:
+        "../workflow/scripts/sce_predict.py"
+
+
+rule sce_elicit:
+    input:
+        predictions=rules.sce_predict.output[0],
+        first_template=first_pass_template,
+        template=followup_template,
+    output:
+        "results/sce/{model}/{dataset}/{prompt}/counterfactuals.parquet",
+    log:
+        "logs/sce_elicit/{model}/{dataset}/{prompt}.log",
+    benchmark:
+        "benchmarks/sce_elicit/{model}/{dataset}/{prompt}.tsv"
+    threads: 1
+    resources:
+        gpu=model_gpus,
+        mem_mb=inference_mem_mb,
+        runtime=inference_runtime,
+    params:
+        model=model_entry,
+        journal=journal_path("sce_elicit"),
+        seed=SCE["seed"],
+        progress=config["progress"],
+    script:
+        "../workflow/scripts/sce_elicit.py"
+
+
+rule sce_score:
+    input:
+        counterfactuals=rules.sce_elicit.output[0],
+        grid=rules.sce_grid.output[0],
+    output:
+        scores="results/sce/{model}/{dataset}/{prompt}/scores.parquet",
+        metrics="results/sce/{model}/{dataset}/{prompt}/metrics.json",
+    log:
+        "logs/sce_score/{model}/{dataset}/{prompt}.log",
+    benchmark:
+        "benchmarks/sce_score/{model}/{dataset}/{prompt}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        distance=prompt_distance,
+        bootstrap=SCE["bootstrap"],
+    script:
+        "../workflow/scripts/sce_score.py"

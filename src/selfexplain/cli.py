@@ -1,0 +1,90 @@
+"""The `selfexplain` command: a thin layer over the library functions the workflow rules use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from selfexplain import __version__
+from selfexplain.errors import SelfExplainError
+from selfexplain.runlog import configure
+
+
+def _sce_import_original(args: argparse.Namespace) -> None:
+    from selfexplain.io import provenance, write_parquet
+    from selfexplain.sce.original import import_original
+    from selfexplain.tabular.features import load_dataset_spec
+
+    table = import_original(args.results, load_dataset_spec(args.dataset))
+    write_parquet(table, args.out, provenance(stage="import-original", input=str(args.results), dataset=args.dataset))
+    print(f"wrote {len(table)} rows to {args.out}")
+
+
+def _sce_score(args: argparse.Namespace) -> None:
+    from selfexplain.sce.scoring import ORIGINAL_METRICS
+    from selfexplain.sce.steps import score_file
+
+    metrics = score_file(args.table, args.dataset, args.scores, args.json, args.distance, args.resamples, args.seed)
+    width = max(map(len, ORIGINAL_METRICS))
+    for key in (*ORIGINAL_METRICS, "strict_validity_percent", "n_kept", "n_rows"):
+        print(f"{key:<{width + 8}} {metrics[key]}")
+    print(f"{'failures':<{width + 8}} {json.dumps(metrics['failures'])}")
+
+
+def _sce_import_prompts(args: argparse.Namespace) -> None:
+    from selfexplain.sce.prompt_import import import_prompts
+
+    written = import_prompts(args.datasets_json, args.out)
+    for path in written:
+        print(path)
+    print(f"wrote {len(written)} templates; set sce.prompt_dir: {args.out} and pick names from the files above")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfexplain", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"selfexplain {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sce = sub.add_parser("sce", help="self-generated counterfactual explanations").add_subparsers(
+        dest="sce_command", required=True
+    )
+    imp = sce.add_parser("import-original", help="convert a per-row results file of the original code")
+    imp.add_argument("results", help="RESULTS.json (or .json.gz) written by the original main.py")
+    imp.add_argument("--dataset", required=True, help="income, house_prices or heart_disease")
+    imp.add_argument("--out", required=True, help="counterfactuals table to write (.parquet)")
+    imp.set_defaults(func=_sce_import_original)
+
+    score = sce.add_parser("score", help="score a counterfactuals table")
+    score.add_argument("table", help="counterfactuals table (.parquet)")
+    score.add_argument("--dataset", required=True)
+    score.add_argument("--json", help="write metrics.json here")
+    score.add_argument("--scores", help="write the per-row scores table (.parquet) here")
+    score.add_argument("--distance", default="gower", choices=["gower", "l1", "l2"])
+    score.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
+    score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    score.set_defaults(func=_sce_score)
+
+    prompts = sce.add_parser("import-prompts", help="turn the original datasets.json into template files")
+    prompts.add_argument("datasets_json", help="a copy of the original datasets.json")
+    prompts.add_argument("--out", default="config/prompts/sce_original", help="folder for the templates")
+    prompts.set_defaults(func=_sce_import_prompts)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure()
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        args.func(args)
+    except SelfExplainError as exc:
+        print(f"selfexplain: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

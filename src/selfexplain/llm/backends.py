@@ -1,0 +1,35 @@
+"""Backend registry: the one place that turns a catalog entry into something that completes requests.
+
+Every backend implements `preflight()` (fail before any request when a key, an install or an endpoint is
+missing) and `complete(requests)`, which yields `(index, Completion)` pairs as answers arrive, in any order.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from selfexplain.errors import ConfigError
+from selfexplain.llm.catalog import ModelEntry
+from selfexplain.llm.types import ChatRequest, Completion
+
+CALL_LOG_ENV = "SELFEXPLAIN_SYNTHETIC_CALL_LOG"
+
+
+class Backend(Protocol):
+    def preflight(self) -> None: ...
+
+    def complete(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, Completion]]: ...
+
+
+def make_backend(entry: ModelEntry) -> Backend:
+    if entry.backend == "synthetic":
+        from selfexplain.llm.synthetic import SyntheticBackend
+
+        call_log = entry.synthetic.get("call_log") or os.environ.get(CALL_LOG_ENV)
+        return SyntheticBackend(entry.synthetic, call_log=call_log)
+    raise ConfigError(
+        f"model {entry.name!r}: the {entry.backend!r} backend is not available in this version of selfexplain "
+        "(only 'synthetic' runs so far); choose a synthetic model or see the README for the roadmap"
+    )

@@ -1,0 +1,61 @@
+"""Model catalog: each model is named once, with everything needed to call it and to tell it apart.
+
+The catalog holds the *name* of the environment variable with an API key, never the key itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfexplain.llm.types import Sampling
+
+BACKENDS = ("synthetic", "vllm", "openai", "anthropic")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    backend: str
+    model_id: str
+    sampling: Sampling
+    revision: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    system_prompt: str | None = None
+    family: str | None = None
+    gpus: int = 0
+    vllm: dict[str, Any] = field(default_factory=dict)
+    concurrency: int = 8
+    rate_limits: dict[str, Any] = field(default_factory=dict)
+    prices: dict[str, Any] = field(default_factory=dict)
+    synthetic: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """What makes two models different for the journal; a synthetic model's behaviour is its revision."""
+        identity: dict[str, Any] = {
+            "backend": self.backend,
+            "model_id": self.model_id,
+            "revision": self.revision,
+        }
+        if self.backend == "synthetic":
+            blob = json.dumps(self.synthetic, sort_keys=True)
+            identity["behaviour"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        if self.base_url:
+            identity["base_url"] = self.base_url
+        return identity
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.backend == "synthetic"
+
+
+def parse_entry(name: str, data: dict[str, Any]) -> ModelEntry:
+    """Build an entry from a catalog mapping that already passed the catalog schema."""
+    known = set(ModelEntry.__dataclass_fields__) - {"name", "raw", "sampling"}
+    kwargs = {k: v for k, v in data.items() if k in known}
+    return ModelEntry(name=name, sampling=Sampling.from_dict(data.get("sampling")), raw=dict(data), **kwargs)

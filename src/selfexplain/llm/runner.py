@@ -1,0 +1,68 @@
+"""Run a job's requests through a backend, journaling each completion as it arrives.
+
+Requests already in the journal are not sent again; identical requests within a job are sent once. The result
+list is aligned with the input list by position.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from selfexplain.llm.backends import Backend
+from selfexplain.llm.journal import Journal
+from selfexplain.llm.types import ChatRequest, Completion
+
+log = logging.getLogger(__name__)
+
+
+def run_requests(
+    backend: Backend,
+    requests: Sequence[ChatRequest],
+    journal_path: str | Path,
+    description: str = "requests",
+    progress: bool = True,
+) -> list[Completion]:
+    backend.preflight()
+    results: list[Completion | None] = [None] * len(requests)
+    with Journal(journal_path) as journal:
+        todo: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            cached = journal.get(request.key)
+            if cached is not None:
+                results[i] = cached
+            else:
+                todo.setdefault(request.key, []).append(i)
+        reused = len(requests) - sum(len(v) for v in todo.values())
+        log.info(
+            "%s: %d requests, %d from the journal %s, %d to send",
+            description,
+            len(requests),
+            reused,
+            journal_path,
+            len(todo),
+        )
+        unique = [requests[positions[0]] for positions in todo.values()]
+        with tqdm(total=len(unique), desc=description, disable=not progress, mininterval=1.0) as bar:
+            for j, completion in backend.complete(unique):
+                key = unique[j].key
+                journal.append(key, completion)
+                for i in todo[key]:
+                    results[i] = completion
+                bar.update(1)
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"{description}: backend returned no completion for {len(missing)} request(s)")
+    return [r for r in results if r is not None]
+
+
+def usage_totals(completions: Sequence[Completion]) -> dict[str, int]:
+    return {
+        "requests": len(completions),
+        "errors": sum(1 for c in completions if not c.ok),
+        "prompt_tokens": sum(c.prompt_tokens or 0 for c in completions),
+        "completion_tokens": sum(c.completion_tokens or 0 for c in completions),
+    }

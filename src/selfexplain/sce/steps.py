@@ -1,0 +1,186 @@
+"""File-level steps of the sce study: what each rule (and the CLI) does, from input paths to output paths.
+
+Rule scripts stay thin by calling these; the functions here read and write files and stamp provenance, while the
+science lives in the modules they call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from selfexplain.errors import InputError
+from selfexplain.io import provenance, read_provenance, write_json, write_parquet
+from selfexplain.llm.backends import make_backend
+from selfexplain.llm.catalog import ModelEntry, parse_entry
+from selfexplain.sce import elicit as elicitation
+from selfexplain.sce.prompts import Template
+from selfexplain.sce.scoring import ORIGINAL_METRICS, score_table
+from selfexplain.tabular.features import load_dataset_spec
+from selfexplain.tabular.grids import build_grid
+
+log = logging.getLogger(__name__)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"table not found: {path}")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise InputError(f"{path}: not a readable Parquet table ({exc})") from exc
+
+
+def _template(path: str | Path) -> Template:
+    path = Path(path)
+    return Template(name=path.name.split(".", 1)[0], path=path, text=path.read_text(encoding="utf-8"))
+
+
+def _entry(name: str, entry_json: str) -> ModelEntry:
+    return parse_entry(name, json.loads(entry_json))
+
+
+def _model_provenance(entry: ModelEntry) -> dict[str, Any]:
+    return {"model": entry.name, "catalog_entry": entry.raw, "sampling": entry.sampling.to_dict()}
+
+
+def make_grid(dataset: str, out: str | Path) -> None:
+    spec = load_dataset_spec(dataset)
+    grid = build_grid(spec)
+    write_parquet(grid, out, provenance(dataset=dataset, dataset_spec=spec.source))
+    log.info("%s grid: %d rows -> %s", dataset, len(grid), out)
+
+
+def run_predict(
+    model: str,
+    entry_json: str,
+    dataset: str,
+    grid_path: str,
+    template_path: str,
+    journal: str,
+    out: str,
+    progress: bool = True,
+) -> None:
+    entry = _entry(model, entry_json)
+    spec = load_dataset_spec(dataset)
+    template = _template(template_path)
+    frame = elicitation.predict(entry, make_backend(entry), spec, read_table(grid_path), template, journal, progress)
+    prov = provenance(
+        **_model_provenance(entry),
+        dataset=dataset,
+        stage="sce_predict",
+        templates={"first_pass": {"path": str(template.path), "sha256": template.sha256}},
+    )
+    write_parquet(frame, out, prov)
+    log.info("answer status counts: %s", frame["answer_status"].value_counts().to_dict())
+
+
+def run_elicit(
+    model: str,
+    entry_json: str,
+    dataset: str,
+    predictions_path: str,
+    first_template_path: str,
+    template_path: str,
+    journal: str,
+    out: str,
+    seed: int,
+    progress: bool = True,
+) -> None:
+    entry = _entry(model, entry_json)
+    spec = load_dataset_spec(dataset)
+    first, followup = _template(first_template_path), _template(template_path)
+    frame = elicitation.elicit(
+        entry,
+        make_backend(entry),
+        spec,
+        read_table(predictions_path),
+        first,
+        followup,
+        journal,
+        seed,
+        progress,
+    )
+    prov = provenance(
+        **_model_provenance(entry),
+        dataset=dataset,
+        stage="sce_elicit",
+        prompt=followup.name,
+        seeds={"target": seed},
+        templates={
+            "first_pass": {"path": str(first.path), "sha256": first.sha256},
+            "followup": {"path": str(followup.path), "sha256": followup.sha256},
+        },
+    )
+    write_parquet(frame, out, prov)
+    log.info("counterfactual status counts: %s", frame["cf_status"].value_counts().to_dict())
+
+
+def score_file(
+    table_path: str | Path,
+    dataset: str,
+    scores_out: str | Path | None,
+    metrics_out: str | Path | None,
+    distance: str = "gower",
+    resamples: int = 1000,
+    seed: int = 0,
+    grid_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score a counterfactuals table (ours or an imported original one) and write the per-row and summary files."""
+    spec = load_dataset_spec(dataset)
+    grid = read_table(grid_path) if grid_path else build_grid(spec)
+    table = read_table(table_path)
+    rows, metrics = score_table(spec, grid, table, distance, resamples, seed, source=str(table_path))
+    upstream = read_provenance(table_path) if str(table_path).endswith(".parquet") else {}
+    prov = provenance(
+        dataset=dataset,
+        stage="sce_score",
+        distance=distance,
+        input=str(table_path),
+        model=upstream.get("model"),
+        prompt=upstream.get("prompt"),
+        seeds={"bootstrap": seed},
+    )
+    metrics["provenance"] = prov
+    if scores_out:
+        write_parquet(rows, scores_out, prov)
+    if metrics_out:
+        write_json(metrics, metrics_out)
+    log.info("%s", {k: metrics[k] for k in ("validity_percent", "mean_RCF_A", "strict_validity_percent")})
+    return metrics
+
+
+def summarise_runs(metrics_paths: list[str], runs: list[tuple[str, str, str]], out: str | Path) -> pd.DataFrame:
+    """One row per (model, dataset, prompt): original aggregates, strict validity, CIs, failure counts."""
+    records = []
+    for path, (model, dataset, prompt) in zip(metrics_paths, runs, strict=True):
+        metrics = json.loads(Path(path).read_text())
+        record: dict[str, Any] = {"model": model, "dataset": dataset, "prompt": prompt}
+        record.update({k: metrics.get(k) for k in ORIGINAL_METRICS})
+        for key in (
+            "strict_validity_percent",
+            "n_rows",
+            "n_kept",
+            "n_first_answer_readable",
+            "distance_metric",
+        ):
+            record[key] = metrics.get(key)
+        ci = metrics.get("ci95", {})
+        record["validity_ci_low"], record["validity_ci_high"] = ci.get("validity_percent", [None, None])
+        record["mean_RCF_A_ci_low"], record["mean_RCF_A_ci_high"] = ci.get("mean_RCF_A", [None, None])
+        for kind, count in metrics.get("failures", {}).items():
+            record[f"n_{kind}"] = count
+        records.append(record)
+    frame = pd.DataFrame.from_records(records)
+    failure_cols = [c for c in frame.columns if c.startswith("n_") and c not in ("n_rows", "n_kept")]
+    frame[failure_cols] = frame[failure_cols].fillna(0).astype(int)
+    from selfexplain.io import atomic_path
+
+    with atomic_path(out) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame

@@ -1,0 +1,107 @@
+"""Bad configs and catalogs fail at parse time with a message that names the key and lists what is allowed."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+import yaml
+
+from selfexplain.config import load_catalog, validate_config
+from selfexplain.errors import ConfigError
+from tests.conftest import REPO
+
+SCHEMAS = REPO / "workflow" / "schemas"
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _load(name="config/config.yaml"):
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def _validate(config):
+    return validate_config(copy.deepcopy(config), SCHEMAS / "config.schema.yaml", SCHEMAS / "catalog.schema.yaml")
+
+
+@pytest.mark.parametrize("name", ["config/config.yaml", "config/paper.yaml"])
+def test_shipped_configs_are_valid(workdir, name):
+    config, catalog = _validate(_load(name))
+    assert set(config["models"]) <= set(catalog)
+
+
+def test_defaults_are_filled(workdir):
+    config, _ = _validate({"models": ["synthetic-exact"]})
+    assert config["sce"]["datasets"] == ["income", "house_prices", "heart_disease"]
+    assert config["sce"]["bootstrap"] == {"resamples": 1000, "seed": 0}
+    assert config["journal_dir"] == "journal"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda c: c.update(modles=["x"]), r"config: Additional properties.*'modles'.*allowed keys: \['catalog'"),
+        (lambda c: c["sce"].update(seed="x"), r"config\.sce\.seed: 'x' is not of type 'integer'"),
+        (lambda c: c["sce"].update(distance="cosine"), r"config\.sce\.distance: 'cosine' is not one of"),
+        (lambda c: c.update(models=["gpt-5"]), r"config\.models\[0\]: 'gpt-5' is not one of \[.*'synthetic-exact'"),
+        (
+            lambda c: c["sce"].update(datasets=["income", "titanic"]),
+            r"config\.sce\.datasets\[1\]: 'titanic' is not one of \['heart_disease', 'house_prices', 'income'\]",
+        ),
+        (
+            lambda c: c["sce"].update(prompts=["minimalist"]),
+            r"config\.sce\.prompts\[0\]: 'minimalist' is not one of \[",
+        ),
+        (lambda c: c["sce"]["bootstrap"].update(resamples=-1), r"config\.sce\.bootstrap\.resamples: -1 is less than"),
+        (lambda c: c.update(models=[]), r"config\.models: \[\] should be non-empty"),
+    ],
+)
+def test_bad_config_values_are_named(workdir, change, expected):
+    config = _load()
+    change(config)
+    with pytest.raises(ConfigError, match=expected):
+        _validate(config)
+
+
+def test_missing_catalog_file_is_named(workdir):
+    config = _load()
+    config["catalog"] = "config/nope.yaml"
+    with pytest.raises(ConfigError, match="file not found: config/nope.yaml"):
+        _validate(config)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({"backend": "llamacpp", "model_id": "x"}, r"models\.bad\.backend: 'llamacpp' is not one of"),
+        ({"backend": "openai"}, r"models\.bad: 'model_id' is a required property"),
+        ({"backend": "openai", "model_id": "x", "api_key": "sk-123"}, r"models\.bad: Additional properties.*'api_key'"),
+        (
+            {"backend": "openai", "model_id": "x", "api_key_env": "sk-123"},
+            r"models\.bad\.api_key_env: .* does not match",
+        ),
+        (
+            {"backend": "synthetic", "model_id": "x", "synthetic": {"counterfactual": "wild"}},
+            r"models\.bad\.synthetic\.counterfactual: 'wild' is not one of \['exact', 'overshoot', 'timid'\]",
+        ),
+        ({"backend": "vllm", "model_id": "x", "gpus": "two"}, r"models\.bad\.gpus: 'two' is not of type 'integer'"),
+    ],
+)
+def test_bad_catalog_entries_are_named(tmp_path, entry, expected):
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": {"bad": entry}}))
+    with pytest.raises(ConfigError, match=expected):
+        load_catalog(path, SCHEMAS / "catalog.schema.yaml")
+
+
+def test_model_names_must_be_wildcard_safe(tmp_path):
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": {"a/b": {"backend": "synthetic", "model_id": "x"}}}))
+    with pytest.raises(ConfigError, match="does not match"):
+        load_catalog(path, SCHEMAS / "catalog.schema.yaml")
