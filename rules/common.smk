@@ -1,8 +1,17 @@
 # Config access, model and dataset tables, wildcard constraints and target lists.
 # All logic lives in the selfexplain package; this file only wires it to Snakemake.
 import json
+import os
 import re
+import sys
 from pathlib import Path
+
+# Jobs import the selfexplain package from this checkout, whatever else is installed.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (SRC, os.environ.get("PYTHONPATH")) if p
+)
 
 from selfexplain.config import validate_config
 from selfexplain.sce.prompts import load_template
@@ -14,6 +23,7 @@ config, CATALOG = validate_config(
     SCHEMAS / "config.schema.yaml",
     SCHEMAS / "catalog.schema.yaml",
 )
+ENV = "../workflow/envs/selfexplain.yaml"
 MODELS = config["models"]
 SCE = config["sce"]
 

@@ -19,6 +19,8 @@ rule sce_summary:
         ),
     log:
         "logs/sce_summary/summary.log",
+    conda:
+        ENV
     params:
         runs=sce_runs(),
     script:
@@ -37,6 +39,8 @@ rule sce_plot:
         ),
     log:
         "logs/sce_plot/validity_vs_minimality.log",
+    conda:
+        ENV
     script:
         "../workflow/scripts/sce_plot.py"
 
@@ -55,6 +59,8 @@ rule sce_plot_boundary:
         ),
     log:
         "logs/sce_plot_boundary/{model}__{dataset}__{prompt}.log",
+    conda:
+        ENV
     params:
         max_arrows=SCE["figures"]["max_arrows"],
     script:

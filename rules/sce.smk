@@ -10,6 +10,8 @@ rule sce_grid:
         "resources/sce/{dataset}/grid.parquet",
     log:
         "logs/sce_grid/{dataset}.log",
+    conda:
+        ENV
     script:
         "../workflow/scripts/sce_grid.py"
 
@@ -24,6 +26,8 @@ rule sce_predict:
         "logs/sce_predict/{model}/{dataset}.log",
     benchmark:
         "benchmarks/sce_predict/{model}/{dataset}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=model_gpus,
@@ -48,6 +52,8 @@ rule sce_elicit:
         "logs/sce_elicit/{model}/{dataset}/{prompt}.log",
     benchmark:
         "benchmarks/sce_elicit/{model}/{dataset}/{prompt}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         gpu=model_gpus,
@@ -73,6 +79,8 @@ rule sce_score:
         "logs/sce_score/{model}/{dataset}/{prompt}.log",
     benchmark:
         "benchmarks/sce_score/{model}/{dataset}/{prompt}.tsv"
+    conda:
+        ENV
     resources:
         mem_mb=2000,
         runtime=10,

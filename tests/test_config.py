@@ -72,7 +72,7 @@ def test_bad_config_values_are_named(workdir, change, expected):
 def test_missing_catalog_file_is_named(workdir):
     config = _load()
     config["catalog"] = "config/nope.yaml"
-    with pytest.raises(ConfigError, match="file not found: config/nope.yaml"):
+    with pytest.raises(ConfigError, match=r"file not found: config/nope\.yaml"):
         _validate(config)
 
 
