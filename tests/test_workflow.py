@@ -31,8 +31,8 @@ def _workdir(tmp_path: Path, config: dict, catalog: dict | None = None) -> Path:
     return tmp_path
 
 
-def _snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None = None, **kwargs):
-    cmd = [
+def _command(workdir: Path, *args: str, cores: int = 2) -> list[str]:
+    return [
         str(SNAKEMAKE),
         "-s",
         str(REPO / "Snakefile"),
@@ -41,10 +41,13 @@ def _snakemake(workdir: Path, *args: str, check: bool = True, env: dict | None =
         "--configfile",
         str(workdir / "config" / "tiny.yaml"),
         "--cores",
-        "2",
+        str(cores),
         *args,
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, **kwargs)
+
+
+def _snakemake(workdir: Path, *args: str, check: bool = True):
+    result = subprocess.run(_command(workdir, *args), capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
@@ -88,9 +91,11 @@ def test_tiny_workflow_produces_every_declared_output(tmp_path):
     metrics = json.loads((workdir / "results/sce/synthetic-exact/income/minimal/metrics.json").read_text())
     assert metrics["provenance"]["model"] == "synthetic-exact"
     assert set(metrics["ci95"]) == {"validity_percent", "mean_RCF_A"}
-    # nothing left to do on a second run
+    # nothing left to do on a second run, and the HTML report builds
     again = _snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
+    _snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert (workdir / "report.html").stat().st_size > 100_000
 
 
 def test_changing_one_models_settings_reruns_only_its_jobs(tmp_path):
@@ -135,18 +140,9 @@ def test_killed_inference_job_resumes_without_asking_twice(tmp_path):
     }
     workdir = _workdir(tmp_path, config, catalog)
     journal = workdir / "journal/slow-synthetic/sce_predict/income.jsonl"
-    cmd = [
-        str(SNAKEMAKE),
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config/tiny.yaml"),
-        "--cores",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _command(workdir, cores=1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     while _journal_lines(journal) < 400 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from selfexplain.errors import InputError
-from selfexplain.io import provenance, read_provenance, write_json, write_parquet
+from selfexplain.io import atomic_path, provenance, read_provenance, write_json, write_parquet
 from selfexplain.llm.backends import make_backend
 from selfexplain.llm.catalog import ModelEntry, parse_entry
 from selfexplain.sce import elicit as elicitation
@@ -179,8 +179,6 @@ def summarise_runs(metrics_paths: list[str], runs: list[tuple[str, str, str]], o
     frame = pd.DataFrame.from_records(records)
     failure_cols = [c for c in frame.columns if c.startswith("n_") and c not in ("n_rows", "n_kept")]
     frame[failure_cols] = frame[failure_cols].fillna(0).astype(int)
-    from selfexplain.io import atomic_path
-
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
     return frame
