@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -33,15 +34,16 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TARGET_S = 90.0
 
-# Runs argv[2:], with stdout and stderr inherited, and writes {"rc", "wall_s", "maxrss_kb"} as JSON to argv[1].
+# Runs argv[2:] (stdout and stderr inherited) and writes {"rc", "wall_s", "cpu_s", "maxrss_kb"} as JSON to argv[1]:
+# RUSAGE_CHILDREN of this fresh process covers exactly the command's process tree.
 _WRAPPER = """
 import json, resource, subprocess, sys, time
 t0 = time.perf_counter()
 rc = subprocess.call(sys.argv[2:])
 wall = time.perf_counter() - t0
-maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open(sys.argv[1], "w") as fh:
-    json.dump({"rc": rc, "wall_s": wall, "maxrss_kb": maxrss}, fh)
+    json.dump({"rc": rc, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss}, fh)
 """
 
 
@@ -64,23 +66,41 @@ def steps_done(log_text: str) -> int | None:
     return int(found[-1][0]) if found else None
 
 
-def rule_times(workdir: Path) -> pd.DataFrame:
-    """Per-rule count, sum and mean of the `s` column over <workdir>/benchmarks/<rule>/**/*.tsv."""
+_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]\n", re.MULTILINE)
+
+
+def log_job_times(log_text: str) -> pd.DataFrame:
+    """Per-rule job count and summed start-to-finish seconds from the log's timestamps (1 s resolution).
+
+    Covers every rule, also those without a benchmark directive (grid, plots, summary).
+    """
+    parts = _STAMP.split(log_text)
+    started: dict[str, tuple[str, datetime]] = {}
+    rows = []
+    for stamp, body in zip(parts[1::2], parts[2::2], strict=True):
+        when = datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y")
+        if m := re.match(r"(?:local)?rule (\w+):", body):
+            if j := re.search(r"jobid: (\d+)", body):
+                started[j.group(1)] = (m.group(1), when)
+        elif (m := re.match(r"Finished jobid: (\d+)", body)) and m.group(1) in started:
+            rule, start = started.pop(m.group(1))
+            rows.append({"rule": rule, "s": (when - start).total_seconds()})
+    if not rows:
+        return pd.DataFrame(columns=["jobs", "log_sum_s"])
+    return pd.DataFrame(rows).groupby("rule")["s"].agg(jobs="count", log_sum_s="sum")
+
+
+def rule_times(workdir: Path, log_text: str) -> pd.DataFrame:
+    """Per rule: jobs and summed seconds from the log, and count/sum/mean of the benchmark TSVs' `s` column."""
     rows = []
     bench = workdir / "benchmarks"
     for tsv in sorted(bench.glob("*/**/*.tsv")):
         frame = pd.read_csv(tsv, sep="\t")
         rule = tsv.relative_to(bench).parts[0]
         rows += [{"rule": rule, "s": float(s)} for s in frame["s"]]
-    if not rows:
-        return pd.DataFrame(columns=["rule", "files", "sum_s", "mean_s"])
-    frame = pd.DataFrame(rows)
-    return (
-        frame.groupby("rule")["s"]
-        .agg(files="count", sum_s="sum", mean_s="mean")
-        .reset_index()
-        .sort_values("sum_s", ascending=False)
-    )
+    tsv = pd.DataFrame(rows, columns=["rule", "s"]).groupby("rule")["s"].agg(tsvs="count", sum_s="sum", mean_s="mean")
+    table = log_job_times(log_text).join(tsv, how="outer")
+    return table.sort_values("log_sum_s", ascending=False).reset_index(names="rule")
 
 
 def one_repeat(index: int, cores: int, keep: bool) -> dict:
@@ -91,18 +111,19 @@ def one_repeat(index: int, cores: int, keep: bool) -> dict:
         full = run_measured(cmd, workdir, workdir / "bench_full.log")
         if full["rc"] != 0:
             print(full["log"][-4000:], file=sys.stderr)
-            raise SystemExit(f"snakemake failed with exit code {full['rc']} (repeat {index}, workdir {workdir})")
+            raise SystemExit(f"snakemake failed with exit code {full['rc']} in repeat {index} (--keep keeps its dir)")
         noop = run_measured(cmd, workdir, workdir / "bench_noop.log")
         return {
             "repeat": index,
             "wall_s": full["wall_s"],
+            "cpu_s": full["cpu_s"],
             "maxrss_kb": full["maxrss_kb"],
             "steps": steps_done(full["log"]),
             "tsv_files": len(list((workdir / "benchmarks").glob("*/**/*.tsv"))),
             "noop_wall_s": noop["wall_s"],
             "noop_maxrss_kb": noop["maxrss_kb"],
             "noop_ok": noop["rc"] == 0 and "Nothing to be done" in noop["log"],
-            "rules": rule_times(workdir),
+            "rules": rule_times(workdir, full["log"]),
             "workdir": workdir,
         }
     finally:
@@ -123,19 +144,24 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         print(f"repeat {i}: {res['wall_s']:.1f} s" + (f"  (kept {res['workdir']})" if args.keep else ""), flush=True)
 
-    print(f"\nbench_workflow: default config, --cores {args.cores}, snakemake {SNAKEMAKE}")
-    print(f"{'repeat':>6} {'wall_s':>8} {'jobs':>5} {'tsvs':>5} {'peak_rss_MB':>11} {'noop_s':>7} {'noop_ok':>7}")
+    print(f"\nbench_workflow: default config, --cores {args.cores}, {SNAKEMAKE}")
+    print("repeat   wall_s  jobs  tsvs   cpu_s cpu_util peak_rss_MB  noop_s noop_rss_MB noop_ok")
     for r in results:
+        util = r["cpu_s"] / (r["wall_s"] * args.cores)
         print(
-            f"{r['repeat']:>6} {r['wall_s']:>8.1f} {r['steps'] or '?':>5} {r['tsv_files']:>5} "
-            f"{r['maxrss_kb'] / 1024:>11.0f} {r['noop_wall_s']:>7.1f} {r['noop_ok']!s:>7}"
+            f"{r['repeat']:>6} {r['wall_s']:>8.1f} {r['steps'] or '?':>5} {r['tsv_files']:>5} {r['cpu_s']:>7.1f} "
+            f"{util:>8.0%} {r['maxrss_kb'] / 1024:>11.0f} {r['noop_wall_s']:>7.1f} {r['noop_maxrss_kb'] / 1024:>11.0f} "
+            f"{r['noop_ok']!s:>7}"
         )
+    print("(jobs: 'N of N steps done' in the log; tsvs: benchmark TSV files; cpu_s: user+sys of the process tree;")
+    print(" cpu_util: cpu_s / (wall_s * cores); noop: second run, which must print 'Nothing to be done')")
 
-    print("\nper-rule benchmark TSV seconds (`s` column), repeat 1:")
-    rules = results[0]["rules"]
-    print(f"{'rule':<20} {'files':>5} {'sum_s':>8} {'mean_s':>7}")
-    for row in rules.itertuples(index=False):
-        print(f"{row.rule:<20} {row.files:>5} {row.sum_s:>8.1f} {row.mean_s:>7.2f}")
+    print("\nper rule, repeat 1 (log_sum_s: start-to-finish from log timestamps, 1 s resolution;")
+    print(" sum_s / mean_s: `s` column of benchmarks/<rule>/**.tsv, only rules with a benchmark directive)")
+    print(f"{'rule':<20} {'jobs':>5} {'log_sum_s':>9} {'tsvs':>5} {'sum_s':>8} {'mean_s':>7}")
+    for row in results[0]["rules"].itertuples(index=False):
+        tsv = "" if pd.isna(row.tsvs) else f"{int(row.tsvs):>5} {row.sum_s:>8.1f} {row.mean_s:>7.2f}"
+        print(f"{row.rule:<20} {int(row.jobs):>5} {row.log_sum_s:>9.0f} {tsv}".rstrip())
 
     walls = [r["wall_s"] for r in results]
     best, median = min(walls), statistics.median(walls)

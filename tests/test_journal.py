@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from selfexplain.errors import InferenceError
 from selfexplain.llm.catalog import parse_entry
 from selfexplain.llm.journal import Journal
 from selfexplain.llm.runner import run_requests
@@ -67,8 +70,10 @@ def test_torn_last_line_is_ignored_and_next_record_starts_clean(tmp_path):
 def test_failed_requests_are_recorded_but_asked_again(tmp_path):
     path = tmp_path / "j.jsonl"
     failing = CountingBackend(fail_on={"b"})
-    out = run_requests(failing, _requests(["a", "b"]), path, progress=False)
-    assert out[1].error == "HTTP 500"
+    with pytest.raises(InferenceError, match=r"1 of 2 request\(s\) failed for good \(e\.g\. HTTP 500\).*1 answers"):
+        run_requests(failing, _requests(["a", "b"]), path, progress=False)
+    out = run_requests(failing, _requests(["a", "b"]), path, progress=False, fail_on_error=False)
+    assert out[1].error == "HTTP 500" and failing.calls.count(_requests(["a"])[0].key) == 1
     healthy = CountingBackend()
     out = run_requests(healthy, _requests(["a", "b"]), path, progress=False)
     assert [c.text for c in out] == ["A", "B"]

@@ -11,3 +11,7 @@ class ConfigError(SelfExplainError):
 
 class InputError(SelfExplainError):
     """An input file is missing, unreadable or lacks a column."""
+
+
+class InferenceError(SelfExplainError):
+    """Some requests failed for good; everything that succeeded is in the journal, so a rerun sends only the rest."""

@@ -24,12 +24,22 @@ class Backend(Protocol):
 
 
 def make_backend(entry: ModelEntry) -> Backend:
+    """Build the backend of a catalog entry. Heavy client libraries are imported only here, when needed."""
     if entry.backend == "synthetic":
         from selfexplain.llm.synthetic import SyntheticBackend
 
         call_log = entry.synthetic.get("call_log") or os.environ.get(CALL_LOG_ENV)
         return SyntheticBackend(entry.synthetic, call_log=call_log)
-    raise ConfigError(
-        f"model {entry.name!r}: the {entry.backend!r} backend is not available in this version of selfexplain "
-        "(only 'synthetic' runs so far); choose a synthetic model or see the README for the roadmap"
-    )
+    if entry.backend == "openai":
+        from selfexplain.llm.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(entry)
+    if entry.backend == "anthropic":
+        from selfexplain.llm.anthropic_backend import AnthropicBackend
+
+        return AnthropicBackend(entry)
+    if entry.backend == "vllm":
+        from selfexplain.llm.vllm_backend import VLLMBackend
+
+        return VLLMBackend(entry)
+    raise ConfigError(f"model {entry.name!r}: unknown backend {entry.backend!r}")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from selfexplain.errors import InferenceError
 from selfexplain.llm.backends import Backend
 from selfexplain.llm.journal import Journal
 from selfexplain.llm.types import ChatRequest, Completion
@@ -25,7 +26,9 @@ def run_requests(
     journal_path: str | Path,
     description: str = "requests",
     progress: bool = True,
+    fail_on_error: bool = True,
 ) -> list[Completion]:
+    """Complete `requests` in order. Raises InferenceError at the end if any request failed for good."""
     backend.preflight()
     results: list[Completion | None] = [None] * len(requests)
     with Journal(journal_path) as journal:
@@ -55,8 +58,17 @@ def run_requests(
                 bar.update(1)
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
-        raise RuntimeError(f"{description}: backend returned no completion for {len(missing)} request(s)")
-    return [r for r in results if r is not None]
+        raise InferenceError(f"{description}: backend returned no completion for {len(missing)} request(s)")
+    done = [r for r in results if r is not None]
+    failed = [c for c in done if not c.ok]
+    if failed and fail_on_error:
+        examples = "; ".join(sorted({c.error or "" for c in failed})[:3])
+        raise InferenceError(
+            f"{description}: {len(failed)} of {len(done)} request(s) failed for good (e.g. {examples}); "
+            f"the {len(done) - len(failed)} answers received are kept in {journal_path}, so a rerun sends only "
+            "the failed ones"
+        )
+    return done
 
 
 def usage_totals(completions: Sequence[Completion]) -> dict[str, int]:
