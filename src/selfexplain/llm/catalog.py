@@ -28,6 +28,11 @@ class ModelEntry:
     family: str | None = None
     gpus: int = 0
     vllm: dict[str, Any] = field(default_factory=dict)
+    provider: str | None = None
+    request_timeout_s: float = 120.0
+    max_retries: int = 8
+    batch: bool = False
+    structured_output: bool = False
     concurrency: int = 8
     rate_limits: dict[str, Any] = field(default_factory=dict)
     prices: dict[str, Any] = field(default_factory=dict)
@@ -52,6 +57,17 @@ class ModelEntry:
     @property
     def is_synthetic(self) -> bool:
         return self.backend == "synthetic"
+
+    @property
+    def api_provider(self) -> str | None:
+        """Provider whose global Snakemake resource (api_<provider>) caps concurrent jobs; None off the network."""
+        if self.backend in ("synthetic", "vllm"):
+            return None
+        if self.provider:
+            return self.provider
+        if self.base_url and "openrouter" in self.base_url:
+            return "openrouter"
+        return self.backend
 
 
 def parse_entry(name: str, data: dict[str, Any]) -> ModelEntry:
