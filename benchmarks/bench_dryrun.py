@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configfile", default="config/paper.yaml", help="relative to the copied config/'s parent")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directories")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
 
     walls, results = [], []
     for i in range(1, args.repeat + 1):
@@ -95,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repeat {i}: {res['wall_s']:.2f} s" + (f"  (kept {workdir})" if args.keep else ""), flush=True)
 
     print(f"\nbench_dryrun: snakemake -n --configfile {args.configfile}, {SNAKEMAKE}")
+    print(
+        f"{os.cpu_count()} CPUs; 1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+        "(after includes this benchmark; other work on the machine distorts the times)"
+    )
     print("repeat   wall_s   cpu_s  peak_rss_MB  jobs_total")
     for i, res in enumerate(results, 1):
         total = job_stats(res["log"]).get("total", "?")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -37,7 +38,13 @@ SPEC = {
     "name": "bench_grid",
     "options": ["No", "Yes"],
     "features": [
-        {"column": "a", "key": "a", "kind": "integer", "levels": {"start": 0, "stop": 9}, "description": "- a: {label}"},
+        {
+            "column": "a",
+            "key": "a",
+            "kind": "integer",
+            "levels": {"start": 0, "stop": 9},
+            "description": "- a: {label}",
+        },
         {
             "column": "b",
             "key": "b",
@@ -53,7 +60,13 @@ SPEC = {
             "labels": [f"colour {i}" for i in range(1, 11)],
             "description": "- c: {label}",
         },
-        {"column": "d", "key": "d", "kind": "integer", "levels": {"start": 0, "stop": 99}, "description": "- d: {label}"},
+        {
+            "column": "d",
+            "key": "d",
+            "kind": "integer",
+            "levels": {"start": 0, "stop": 99},
+            "description": "- d: {label}",
+        },
     ],
 }
 # Synthetic model: "Yes" when sum of weight * scaled value > THRESHOLD (categorical: weight * [level in POSITIVE_C]).
@@ -191,13 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="print a cProfile listing of each scoring call")
     parser.add_argument("--child", metavar="METRIC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
     if args.child:
         return child(args.child, args.resamples, args.seed, args.profile)
 
     results = []
     for metric in args.metrics:
-        cmd = [sys.executable, __file__, "--child", metric, "--resamples", str(args.resamples), "--seed", str(args.seed)]
-        proc = subprocess.run([*cmd, *(["--profile"] if args.profile else [])], capture_output=True, text=True)
+        opts = ["--resamples", str(args.resamples), "--seed", str(args.seed), *(["--profile"] if args.profile else [])]
+        proc = subprocess.run([sys.executable, __file__, "--child", metric, *opts], capture_output=True, text=True)
         lines = proc.stdout.splitlines()
         tagged = [line for line in lines if line.startswith(RESULT_TAG)]
         if proc.returncode != 0 or not tagged:
@@ -213,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         f"\nbench_scoring: grid {first['n_rows']:,} points, {N_COUNTERFACTUALS:,} counterfactuals, "
         f"resamples={args.resamples}, seed={args.seed}" + (" (profiled: times inflated)" if args.profile else "")
     )
+    print(
+        f"{os.cpu_count()} CPUs; 1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+        "(after includes this benchmark; other work on the machine distorts the times)"
+    )
     print("metric   import_s  build_s  score_s  baseline_MB  peak_MB  score_delta_MB  n_kept  validity_%")
     for r in results:
         base, peak = r["baseline_kb"] / 1024, r["peak_kb"] / 1024
@@ -222,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("(baseline: peak RSS after imports + data build; peak: peak RSS of the child process after scoring)")
     print(f"failures ({first['metric']}): {first['failures']}")
-    print(f"rows with a distance: {first['rows_with_distance']:,}, with a distance to x_min: {first['rows_with_d_min']:,}")
+    print(f"rows with a distance: {first['rows_with_distance']:,}, with x_min: {first['rows_with_d_min']:,}")
 
     print()
     for r in results:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=2, help="--cores passed to snakemake (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directories")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
 
     results = []
     for i in range(1, args.repeat + 1):
@@ -145,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repeat {i}: {res['wall_s']:.1f} s" + (f"  (kept {res['workdir']})" if args.keep else ""), flush=True)
 
     print(f"\nbench_workflow: default config, --cores {args.cores}, {SNAKEMAKE}")
+    print(
+        f"{os.cpu_count()} CPUs; 1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+        "(after includes this benchmark; other work on the machine distorts the times)"
+    )
     print("repeat   wall_s  jobs  tsvs   cpu_s cpu_util peak_rss_MB  noop_s noop_rss_MB noop_ok")
     for r in results:
         util = r["cpu_s"] / (r["wall_s"] * args.cores)

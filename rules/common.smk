@@ -96,8 +96,36 @@ def sce_boundary_figures():
     return [f"results/sce/figures/boundary/{m}__{d}__{p}.png" for m, d, p in sce_runs()]
 
 
+def usage_items():
+    """(table, model, rule, column prefix) of every inference output, for results/usage.csv."""
+    items = []
+    for m in MODELS:
+        for d in SCE["datasets"]:
+            items.append(
+                (f"results/sce/{m}/{d}/predictions.parquet", m, "sce_predict", "first_")
+            )
+            for p in SCE["prompts"]:
+                path = f"results/sce/{m}/{d}/{p}/counterfactuals.parquet"
+                items.append((path, m, "sce_elicit", "followup_"))
+    return items
+
+
+def catalog_entries():
+    return {m: CATALOG[m].raw for m in MODELS}
+
+
+def api_slot(provider):
+    """1 for jobs of a model served by `provider`, so a global api_<provider> limit caps them."""
+
+    def slot(wildcards):
+        return int(CATALOG[wildcards.model].api_provider == provider)
+
+    return slot
+
+
 def all_targets():
     return [
+        "results/usage.csv",
         "results/sce/summary.csv",
         "results/sce/figures/validity_vs_minimality.png",
         *sce_boundary_figures(),

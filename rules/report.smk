@@ -2,6 +2,7 @@
 
 
 localrules:
+    usage_summary,
     sce_summary,
     sce_plot,
     sce_plot_boundary,
@@ -65,3 +66,24 @@ rule sce_plot_boundary:
         max_arrows=SCE["figures"]["max_arrows"],
     script:
         "../workflow/scripts/sce_plot_boundary.py"
+
+
+rule usage_summary:
+    input:
+        [item[0] for item in usage_items()],
+    output:
+        report(
+            "results/usage.csv",
+            caption="../workflow/report/usage.rst",
+            category="usage",
+            labels={"table": "usage"},
+        ),
+    log:
+        "logs/usage_summary/usage.log",
+    conda:
+        ENV
+    params:
+        tables=usage_items(),
+        entries=catalog_entries(),
+    script:
+        "../workflow/scripts/usage_summary.py"

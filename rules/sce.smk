@@ -33,6 +33,10 @@ rule sce_predict:
         gpu=model_gpus,
         mem_mb=inference_mem_mb,
         runtime=inference_runtime,
+        api_openai=api_slot("openai"),
+        api_anthropic=api_slot("anthropic"),
+        api_openrouter=api_slot("openrouter"),
+        api_local=api_slot("local"),
     params:
         model=model_entry,
         journal=journal_path("sce_predict"),
@@ -59,6 +63,10 @@ rule sce_elicit:
         gpu=model_gpus,
         mem_mb=inference_mem_mb,
         runtime=inference_runtime,
+        api_openai=api_slot("openai"),
+        api_anthropic=api_slot("anthropic"),
+        api_openrouter=api_slot("openrouter"),
+        api_local=api_slot("local"),
     params:
         model=model_entry,
         journal=journal_path("sce_elicit"),

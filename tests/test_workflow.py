@@ -68,6 +68,7 @@ def test_tiny_workflow_produces_every_declared_output(tmp_path):
     assert len(summary) == 4
     expected = [
         "resources/sce/income/grid.parquet",
+        "results/usage.csv",
         "results/sce/validity_vs_minimality.png".replace("sce/", "sce/figures/"),
     ]
     for model in TINY["models"]:

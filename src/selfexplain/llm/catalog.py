@@ -13,6 +13,7 @@ from typing import Any
 from selfexplain.llm.types import Sampling
 
 BACKENDS = ("synthetic", "vllm", "openai", "anthropic")
+API_PROVIDERS = ("openai", "anthropic", "openrouter", "local")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class ModelEntry:
             return self.provider
         if self.base_url and "openrouter" in self.base_url:
             return "openrouter"
+        if self.base_url and self.backend == "openai":
+            return "local"
         return self.backend
 
 
