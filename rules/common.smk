@@ -25,6 +25,10 @@ config, CATALOG = validate_config(
 )
 ENV = "../workflow/envs/selfexplain.yaml"
 MODELS = config["models"]
+# Anthropic batch ids live beside the journals, so a killed batch job resumes its batch instead of paying twice.
+os.environ.update(
+    SELFEXPLAIN_BATCH_STATE_DIR=str(Path(config["journal_dir"]) / "anthropic_batches")
+)
 SCE = config["sce"]
 
 

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.add_argument("datasets_json", help="a copy of the original datasets.json")
     prompts.add_argument("--out", default="config/prompts/sce_original", help="folder for the templates")
     prompts.set_defaults(func=_sce_import_prompts)
+
+    from selfexplain import serve, tiny_model
+
+    serve.register(sub)
+    tiny_model.register(sub)
     return parser
 
 

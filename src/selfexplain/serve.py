@@ -263,10 +263,13 @@ class _Server:
             if not isinstance(body, dict):
                 raise ApiError(400, "request body must be a JSON object")
             model_name = body.get("model")
+            if body.get("stream"):
+                raise ApiError(400, "streaming is not supported by selfexplain serve; send stream=false")
             messages = _messages(body.get("messages"))
             if endpoint == MESSAGES and body.get("system") is not None:
                 messages.insert(0, {"role": "system", "content": _text(body["system"])})
-            digest = request_hash(endpoint, model_name, messages, body)
+            if self.log is not None:
+                digest = request_hash(endpoint, model_name, messages, body)
             if not self.authorized(request):
                 raise ApiError(401, "invalid or missing API key")
             model = self.models.get(model_name) if isinstance(model_name, str) else None

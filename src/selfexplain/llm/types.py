@@ -15,7 +15,7 @@ Message = dict[str, str]
 class Sampling:
     """Decoding settings; part of every request's identity, so changing one never reuses an old answer."""
 
-    temperature: float = 0.0
+    temperature: float | None = 0.0
     top_p: float | None = None
     top_k: int | None = None
     max_tokens: int = 1000

@@ -1,0 +1,474 @@
+"""Anthropic Messages backend, request by request or through the Message Batches API (`batch: true`).
+
+Parameter mapping:
+* system messages go to `system`; `max_tokens` is always sent; there is no seed.
+* thinking: `sampling.thinking: false` -> `{"type": "disabled"}`; a `thinking_budget` -> `{"type": "enabled",
+  "budget_tokens": N}` (1024 <= N < max_tokens); `thinking: true` without a budget -> `{"type": "adaptive"}` (newer
+  models reject budgets). `reasoning_effort` -> `output_config.effort`.
+* temperature / top_p / top_k: API version 2026-10-21 (sent by anthropic SDK 2.x) rejects them at any value, so
+  they are sent only when the installed SDK speaks an older API version (and temperature/top_k never with
+  thinking). On the new version an explicit top_p or top_k fails preflight, and the default temperature is left
+  out with a warning: the answers are then sampled at the model's own default.
+Thinking blocks become `Completion.reasoning`, text blocks `Completion.text`.
+
+Batch mode writes each batch's id to a small state file (SELFEXPLAIN_BATCH_STATE_DIR, default
+.selfexplain/anthropic_batches) before polling, so a job killed while the batch runs resumes that batch on rerun
+instead of paying for a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import anthropic
+
+from selfexplain.errors import ConfigError
+from selfexplain.llm.aio import iterate_async, run_pool
+from selfexplain.llm.catalog import ModelEntry
+from selfexplain.llm.ratelimit import RateLimiter, estimate_tokens
+from selfexplain.llm.retry import JobStats, RetryPolicy, check_reachable, error_message
+from selfexplain.llm.secrets import api_key, redact
+from selfexplain.llm.types import ChatRequest, Completion
+
+log = logging.getLogger(__name__)
+
+ANTHROPIC_URL = "https://api.anthropic.com"
+MIN_THINKING_BUDGET = 1024
+EFFORTS = ("low", "medium", "high")
+BATCH_STATE_ENV = "SELFEXPLAIN_BATCH_STATE_DIR"
+BATCH_MAX_REQUESTS = 10_000
+BATCH_MAX_BYTES = 100 * 1024 * 1024
+
+_BatchJob = tuple[str | None, Path | None, dict[str, int]]  # (batch id to resume, its state file, custom_id -> index)
+
+try:
+    from anthropic._constants import ANTHROPIC_API_VERSION as API_VERSION
+except ImportError:  # pragma: no cover - SDKs before the constant existed spoke 2023-06-01
+    API_VERSION = "2023-06-01"
+
+
+def sampling_params_accepted(api_version: str = API_VERSION) -> bool:
+    """Whether the API version the SDK sends still accepts temperature, top_p and top_k."""
+    return api_version < "2026-10-21"
+
+
+def thinking_config(entry: ModelEntry) -> dict[str, Any] | None:
+    s = entry.sampling
+    if s.thinking is False:
+        return {"type": "disabled"}
+    if s.thinking_budget is not None:
+        return {"type": "enabled", "budget_tokens": int(s.thinking_budget)}
+    if s.thinking:
+        return {"type": "adaptive"}
+    return None
+
+
+def unsupported_settings(entry: ModelEntry, api_version: str = API_VERSION) -> list[str]:
+    """Settings every request would be refused for (or silently lose); checked before any request is sent."""
+    s = entry.sampling
+    problems = []
+    if not sampling_params_accepted(api_version):
+        for name in ("top_p", "top_k"):
+            if getattr(s, name) is not None:
+                problems.append(f"sampling.{name} is rejected by Anthropic API version {api_version}")
+    if s.reasoning_effort is not None and s.reasoning_effort not in EFFORTS:
+        problems.append(f"sampling.reasoning_effort {s.reasoning_effort!r} is not one of {list(EFFORTS)} on Anthropic")
+    if s.thinking_budget is not None:
+        if s.thinking is False:
+            problems.append("sampling.thinking is false but thinking_budget is set")
+        if s.thinking_budget < MIN_THINKING_BUDGET:
+            problems.append(f"sampling.thinking_budget must be at least {MIN_THINKING_BUDGET} on Anthropic")
+        if s.thinking_budget >= s.max_tokens:
+            problems.append("sampling.thinking_budget must be below sampling.max_tokens (which includes thinking)")
+    return problems
+
+
+def build_params(entry: ModelEntry, request: ChatRequest, api_version: str = API_VERSION) -> dict[str, Any]:
+    """The Messages API body for one request (also the `params` of a batch entry)."""
+    s = request.sampling
+    system = "\n\n".join(m["content"] for m in request.messages if m["role"] == "system")
+    body: dict[str, Any] = {
+        "model": entry.model_id,
+        "max_tokens": int(s.max_tokens),
+        "messages": [{"role": m["role"], "content": m["content"]} for m in request.messages if m["role"] != "system"],
+    }
+    if system:
+        body["system"] = system
+    thinking = thinking_config(entry)
+    if thinking is not None:
+        body["thinking"] = thinking
+    thinking_on = thinking is not None and thinking["type"] != "disabled"
+    if s.reasoning_effort is not None:
+        body["output_config"] = {"effort": s.reasoning_effort}
+    if sampling_params_accepted(api_version):
+        if not thinking_on and s.temperature is not None:
+            body["temperature"] = s.temperature
+            if s.top_k is not None:
+                body["top_k"] = s.top_k
+        if s.top_p is not None:
+            body["top_p"] = s.top_p
+    return body
+
+
+def parse_message(message: Any, latency_s: float | None) -> Completion:
+    """A Completion from a Message: text blocks -> text, thinking blocks -> reasoning, usage -> tokens."""
+    texts: list[str] = []
+    thoughts: list[str] = []
+    for block in message.content or []:
+        kind = getattr(block, "type", None)
+        if kind == "text":
+            texts.append(block.text)
+        elif kind == "thinking":
+            thoughts.append(block.thinking)
+        elif kind == "redacted_thinking":
+            thoughts.append("[redacted thinking]")
+    usage = getattr(message, "usage", None)
+    prompt_tokens = None
+    if usage is not None:
+        prompt_tokens = (
+            (usage.input_tokens or 0)
+            + (getattr(usage, "cache_creation_input_tokens", None) or 0)
+            + (getattr(usage, "cache_read_input_tokens", None) or 0)
+        )
+    return Completion(
+        text="".join(texts),
+        reasoning="\n\n".join(t for t in thoughts if t) or None,
+        finish_reason=getattr(message, "stop_reason", None),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=getattr(usage, "output_tokens", None),
+        latency_s=latency_s,
+        model=getattr(message, "model", None),
+    )
+
+
+class AnthropicBackend:
+    """Async Anthropic-SDK client with our own rate limits and retry policy (the SDK's retries are switched off)."""
+
+    probe_timeout_s = 5.0
+    backoff_initial_s = 1.0
+    backoff_max_s = 60.0
+    retry_after_cap_s = 120.0
+    batch_poll_initial_s = 5.0
+    batch_poll_max_s = 60.0
+    batch_timeout_s = 25 * 3600.0
+    batch_create_timeout_s = 600.0
+
+    def __init__(self, entry: ModelEntry) -> None:
+        self.entry = entry
+        self.policy = RetryPolicy(
+            entry.max_retries,
+            (anthropic.APIConnectionError,),
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+            retry_after_cap_s=self.retry_after_cap_s,
+        )
+        self.counts = JobStats()
+        self.max_in_flight = 0
+        self.rate_limit_wait_s = 0.0
+        self.batch_ids: list[str] = []
+        self._warned = False
+
+    @property
+    def base_url(self) -> str:
+        # Pinned even for the default endpoint: the SDK would otherwise follow ANTHROPIC_BASE_URL from the environment.
+        return (self.entry.base_url or ANTHROPIC_URL).rstrip("/")
+
+    @property
+    def retries(self) -> int:
+        """Requests sent again after a retryable failure, over the backend's life."""
+        return self.policy.retries
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            **self.counts.to_dict(),
+            **self.policy.stats(),
+            "max_in_flight": self.max_in_flight,
+            "rate_limit_wait_s": round(self.rate_limit_wait_s, 3),
+            "batches": list(self.batch_ids),
+        }
+
+    def preflight(self) -> None:
+        """Key present, settings sendable, a custom endpoint answering; sends no message request."""
+        key = api_key(self.entry) or ""
+        problems = unsupported_settings(self.entry)
+        if problems:
+            raise ConfigError(f"model {self.entry.name!r}: " + "; ".join(problems))
+        self._warn_unsent()
+        host = (urlparse(self.base_url).hostname or "").lower()
+        if self.entry.base_url and host != "api.anthropic.com":
+            check_reachable(
+                f"{self.base_url}/v1/models", model=self.entry.name, timeout_s=self.probe_timeout_s, secret=key
+            )
+
+    def _warn_unsent(self) -> None:
+        if self._warned or sampling_params_accepted() or self.entry.sampling.temperature is None:
+            return
+        self._warned = True
+        log.warning(
+            "%s: Anthropic API version %s rejects temperature; sampling.temperature=%s is not sent, so answers "
+            "are sampled at the model's default temperature",
+            self.entry.name,
+            API_VERSION,
+            self.entry.sampling.temperature,
+        )
+
+    def _client(self, key: str, timeout_s: float) -> Any:
+        return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s)
+
+    def _configure_policy(self, limiter: RateLimiter | None) -> None:
+        self.policy.on_rate_limit = limiter.pause if limiter is not None else None
+        for name in ("backoff_initial_s", "backoff_max_s", "retry_after_cap_s"):
+            setattr(self.policy, name, getattr(self, name))
+
+    def _failed(self, exc: BaseException, key: str, started: float, attempts: int | None = None) -> Completion:
+        attempts = attempts if attempts is not None else getattr(exc, "attempts", 1)
+        return Completion(
+            text=None,
+            error=redact(error_message(exc, attempts), key),
+            latency_s=time.perf_counter() - started,
+            model=self.entry.model_id,
+        )
+
+    def complete(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, Completion]]:
+        """Yield (index, Completion) as answers arrive; stopping the iteration cancels the requests in flight."""
+        requests = list(requests)
+        if not requests:
+            return
+        key = api_key(self.entry) or ""
+        self._warn_unsent()
+        stream = self._stream_batch if self.entry.batch else self._stream
+        try:
+            yield from iterate_async(lambda: stream(requests, key), name=f"anthropic-{self.entry.name}")
+        finally:
+            log.info("%s: %s", self.entry.name, self.stats())
+
+    # -- one request at a time -------------------------------------------------------------------------------
+    async def _stream(self, requests: list[ChatRequest], key: str) -> AsyncIterator[tuple[int, Completion]]:
+        client = self._client(key, self.entry.request_timeout_s)
+        limiter = RateLimiter.from_entry(self.entry)
+        self._configure_policy(limiter)
+
+        async def work(index: int, request: ChatRequest, emit: Callable[[Any], None]) -> None:
+            emit((index, await self._one(client, limiter, request, key)))
+
+        try:
+            async for index, completion in run_pool(requests, work, self.entry.concurrency):
+                self.counts.add(completion)
+                yield index, completion
+        finally:
+            self.max_in_flight = max(self.max_in_flight, limiter.max_in_flight)
+            self.rate_limit_wait_s += limiter.waited_s
+            await client.close()
+
+    async def _one(self, client: Any, limiter: RateLimiter, request: ChatRequest, key: str) -> Completion:
+        body = build_params(self.entry, request)
+        tokens = estimate_tokens(request.messages, request.sampling.max_tokens)
+        timeout_s = self.entry.request_timeout_s
+        started = time.perf_counter()
+
+        async def attempt() -> Completion:
+            async with limiter.slot(tokens):
+                t0 = time.perf_counter()
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        message = await client.messages.create(**body)
+                except TimeoutError:
+                    raise TimeoutError(f"no complete answer within {timeout_s:g} s") from None
+                return parse_message(message, time.perf_counter() - t0)
+
+        try:
+            completion, _ = await self.policy.call(attempt)
+        except (anthropic.AnthropicError, TimeoutError, ConnectionError) as exc:
+            return self._failed(exc, key, started)
+        return completion
+
+    # -- Message Batches -------------------------------------------------------------------------------------
+    @property
+    def state_dir(self) -> Path:
+        return Path(os.environ.get(BATCH_STATE_ENV) or ".selfexplain/anthropic_batches")
+
+    def _identity_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.entry.identity, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _load_states(self) -> list[tuple[Path, dict[str, Any]]]:
+        """Batches this model submitted earlier and has not finished reading (newest first)."""
+        if not self.state_dir.is_dir():
+            return []
+        states = []
+        for path in sorted(self.state_dir.glob(f"{self.entry.name}-*.json"), key=lambda p: -p.stat().st_mtime):
+            try:
+                state = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if state.get("model") == self._identity_hash() and state.get("batch_id"):
+                states.append((path, state))
+        return states
+
+    def _save_state(self, batch_id: str, keys: list[str]) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+        path = self.state_dir / f"{self.entry.name}-{digest}.json"
+        tmp = path.with_suffix(".tmp")
+        state = {"batch_id": batch_id, "model": self._identity_hash(), "created": time.time(), "keys": keys}
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    def _chunks(self, requests: list[ChatRequest], indices: list[int]) -> list[list[int]]:
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        size = 0
+        for i in indices:
+            n = len(json.dumps(build_params(self.entry, requests[i]), ensure_ascii=False).encode()) + 64
+            if current and (len(current) >= BATCH_MAX_REQUESTS or size + n > BATCH_MAX_BYTES):
+                chunks.append(current)
+                current, size = [], 0
+            current.append(i)
+            size += n
+        if current:
+            chunks.append(current)
+        return chunks
+
+    async def _stream_batch(self, requests: list[ChatRequest], key: str) -> AsyncIterator[tuple[int, Completion]]:
+        client = self._client(key, self.entry.request_timeout_s)
+        self._configure_policy(None)
+        index_of = {}
+        for i, request in enumerate(requests):
+            index_of.setdefault(request.key, i)
+        jobs: list[_BatchJob] = []
+        unclaimed = dict(index_of)
+        for path, state in self._load_states():
+            mapping = {str(n): unclaimed[k] for n, k in enumerate(state["keys"]) if k in unclaimed}
+            if mapping:
+                for i in mapping.values():
+                    unclaimed.pop(requests[i].key, None)
+                jobs.append((state["batch_id"], path, mapping))
+                log.info("%s: resuming batch %s for %d request(s)", self.entry.name, state["batch_id"], len(mapping))
+        for chunk in self._chunks(requests, sorted(unclaimed.values())):
+            jobs.append((None, None, {str(n): i for n, i in enumerate(chunk)}))
+
+        async def work(_: int, job: _BatchJob, emit: Callable[[Any], None]) -> None:
+            await self._run_batch(client, requests, key, *job, emit=emit)
+
+        try:
+            async for index, completion in run_pool(jobs, work, len(jobs)):
+                self.counts.add(completion)
+                yield index, completion
+        finally:
+            await client.close()
+
+    async def _run_batch(
+        self,
+        client: Any,
+        requests: list[ChatRequest],
+        key: str,
+        batch_id: str | None,
+        state_path: Path | None,
+        mapping: dict[str, int],
+        *,
+        emit: Callable[[Any], None],
+    ) -> None:
+        """Create (or resume) one batch, wait for it to end, and emit a Completion for every request it holds."""
+        started = time.perf_counter()
+        pending = dict(mapping)
+
+        def fail_rest(message: str) -> None:
+            for i in pending.values():
+                emit((i, Completion(text=None, error=redact(message, key), model=self.entry.model_id)))
+            pending.clear()
+
+        batches = client.messages.batches
+        if batch_id is not None:
+            try:
+                await self.policy.call(lambda: batches.retrieve(batch_id))
+            except anthropic.NotFoundError:
+                log.warning("%s: batch %s no longer exists; sending its requests again", self.entry.name, batch_id)
+                if state_path is not None:
+                    state_path.unlink(missing_ok=True)
+                batch_id = None
+            except anthropic.AnthropicError as exc:
+                fail_rest(f"could not look up batch {batch_id}: {error_message(exc, getattr(exc, 'attempts', 1))}")
+                return
+        if batch_id is None:
+            mapping = {str(n): i for n, i in enumerate(sorted(mapping.values()))}  # custom_id = position in batch
+            pending = dict(mapping)
+            entries = [
+                {"custom_id": cid, "params": build_params(self.entry, requests[i])} for cid, i in mapping.items()
+            ]
+            try:
+                batch, _ = await self.policy.call(
+                    lambda: batches.create(requests=entries, timeout=self.batch_create_timeout_s),
+                    safe_to_resend=False,
+                )
+            except anthropic.AnthropicError as exc:
+                fail_rest(f"batch not created: {error_message(exc, getattr(exc, 'attempts', 1))}")
+                return
+            batch_id = batch.id
+            keys = [""] * len(mapping)
+            for cid, i in mapping.items():
+                keys[int(cid)] = requests[i].key
+            state_path = self._save_state(batch_id, keys)
+            log.info("%s: created batch %s with %d request(s)", self.entry.name, batch_id, len(entries))
+        self.batch_ids.append(batch_id)
+
+        deadline = time.monotonic() + self.batch_timeout_s
+        interval = self.batch_poll_initial_s
+        while True:
+            try:
+                batch, _ = await self.policy.call(lambda: batches.retrieve(batch_id))
+            except anthropic.AnthropicError as exc:
+                fail_rest(
+                    f"lost track of batch {batch_id} ({error_message(exc, getattr(exc, 'attempts', 1))}); "
+                    "rerun to resume it"
+                )
+                return
+            if batch.processing_status == "ended":
+                break
+            if time.monotonic() > deadline:
+                fail_rest(f"batch {batch_id} still {batch.processing_status} after {self.batch_timeout_s:g} s")
+                return
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, self.batch_poll_max_s)
+
+        try:
+            decoder, _ = await self.policy.call(lambda: batches.results(batch_id))
+            async for line in decoder:
+                i = pending.pop(line.custom_id, None)
+                if i is not None:
+                    emit((i, self._batch_completion(line.result, key, time.perf_counter() - started)))
+        except anthropic.NotFoundError as exc:
+            # Results are kept for 29 days; once gone, resuming cannot help, so forget the batch.
+            if state_path is not None:
+                state_path.unlink(missing_ok=True)
+            fail_rest(f"results of batch {batch_id} are gone ({error_message(exc)}); a rerun sends these again")
+            return
+        except Exception as exc:  # includes a stream torn mid-read (raised by the HTTP library, not the SDK)
+            fail_rest(
+                f"reading results of batch {batch_id} failed ({error_message(exc, getattr(exc, 'attempts', 1))}); "
+                "rerun to resume it"
+            )
+            return
+        fail_rest(f"batch {batch_id} returned no result for this request")
+        if state_path is not None:
+            state_path.unlink(missing_ok=True)
+
+    def _batch_completion(self, result: Any, key: str, latency_s: float) -> Completion:
+        kind = getattr(result, "type", None)
+        if kind == "succeeded":
+            return parse_message(result.message, latency_s)
+        if kind == "errored":
+            error = getattr(getattr(result, "error", None), "error", None)
+            detail = f"{getattr(error, 'type', 'error')}: {getattr(error, 'message', '')}" if error else "unknown error"
+            message = f"batch request errored: {detail}"
+        else:
+            message = f"batch request {kind or 'failed'}"
+        return Completion(text=None, error=redact(message, key), latency_s=latency_s, model=self.entry.model_id)
