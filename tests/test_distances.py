@@ -52,34 +52,53 @@ def test_first_min_ties_within_tolerance_go_to_first():
     assert first_min(np.array([0.3, 0.1 + 5e-9, 0.1])) == 2
 
 
-def test_nearest_by_class_tie_goes_to_first_in_grid_order():
-    metric = _metric("income", "gower")
-    points = np.array([[20, 10], [22, 10], [24, 10]], float)
-    # from (22, 10), points 0 and 2 are equally far; the first in grid order wins
-    idx, dist = nearest_by_class(metric, points, np.array([1, 0, 1]), np.array([[22, 10]], float), np.array([1]))
-    assert idx.tolist() == [0]
+def test_nearest_tie_goes_to_first_in_grid_order():
+    spec = load_dataset_spec("income")
+    grid = build_grid(spec)
+    metric = make_metric(spec, grid, "gower")
+    labels = np.zeros(len(grid), dtype=int)
+    # from (22, 10) the points (20, 10) and (24, 10) are equally far; the first in grid order wins
+    row = {tuple(r): i for i, r in enumerate(grid[spec.columns].to_numpy())}
+    labels[[row[(20.0, 10.0)], row[(24.0, 10.0)]]] = 1
+    idx, dist = nearest_by_class(
+        metric, grid[spec.columns].to_numpy(), labels, np.array([row[(22.0, 10.0)]]), np.array([1])
+    )
+    assert idx.tolist() == [row[(20.0, 10.0)]]
     assert dist[0] == pytest.approx(2 / 79 / 2)
 
 
 @pytest.mark.parametrize("dataset", ["income", "house_prices", "heart_disease"])
 @pytest.mark.parametrize("name", ["gower", "l1", "l2"])
-def test_nearest_by_class_equals_brute_force(dataset, name):
+@pytest.mark.parametrize("share", [0.3, 0.003])
+def test_nearest_by_class_equals_brute_force(dataset, name, share):
     spec = load_dataset_spec(dataset)
     grid = build_grid(spec)
     metric = make_metric(spec, grid, name)
     points = grid[spec.columns].to_numpy()
     rng = np.random.default_rng(1)
-    classes = (rng.random(len(points)) < 0.3).astype(int)
-    queries = points[rng.choice(len(points), 200)]
-    wanted = rng.integers(0, 2, 200)
+    classes = (rng.random(len(points)) < share).astype(int)
+    classes[:3] = -1  # unreadable answers belong to neither class
+    queries = rng.choice(len(points), 300)
+    wanted = rng.integers(0, 2, 300)
     wanted[:5] = -1
+    queries[5] = -1
     idx, dist = nearest_by_class(metric, points, classes, queries, wanted)
-    assert (idx[:5] == -1).all() and np.isnan(dist[:5]).all()
-    for i in range(5, 200):
+    assert (idx[:6] == -1).all() and np.isnan(dist[:6]).all()
+    for i in range(6, 300):
         candidates = np.flatnonzero(classes == wanted[i])
-        d = metric.pairwise(queries[i], points[candidates])
+        d = metric.pairwise(points[queries[i]], points[candidates])
         assert idx[i] == candidates[first_min(d)]
         assert dist[i] == d[first_min(d)]
+
+
+def test_nearest_with_no_point_of_the_class():
+    spec = load_dataset_spec("income")
+    grid = build_grid(spec)
+    metric = make_metric(spec, grid, "gower")
+    idx, dist = nearest_by_class(
+        metric, grid[spec.columns].to_numpy(), np.zeros(len(grid), int), np.array([0, 1]), np.array([1, 1])
+    )
+    assert idx.tolist() == [-1, -1] and np.isnan(dist).all()
 
 
 def test_scale_statistics_come_from_the_full_grid():

@@ -43,20 +43,24 @@ CHAT_TEMPLATE = (
     "{% endif %}"
 )
 MODEL_CONFIG: dict[str, Any] = {
-    "hidden_size": 128,
-    "intermediate_size": 384,
-    "num_hidden_layers": 3,
-    "num_attention_heads": 2,
-    "num_key_value_heads": 2,
+    "hidden_size": 64,
+    "intermediate_size": 256,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 1,
+    "num_key_value_heads": 1,
     "head_dim": 64,
     "max_position_embeddings": 2048,
     "rms_norm_eps": 1e-6,
     "tie_word_embeddings": False,
 }
 TRAIN_DATASET = "income"
-DEFAULT_STEPS = 160
+DEFAULT_STEPS = 300
 DEFAULT_FOLLOWUPS = ("standard", "minimal")
 MARKER = "selfexplain_tiny.json"
+# The rule the trained model learns, as a synthetic-model setting (so tests can score it with SyntheticModel):
+# "Above $50,000" from a Regular high school diploma (SCHL 16) up. One feature read off one line of the record is
+# learnable in about a minute on a CPU; the spec's default two-feature rule is not, at this size.
+TEACHER: dict[str, Any] = {"rules": {"income": {"weights": {"SCHL": 1.0}, "threshold": 0.65}}}
 # Words of the study's prompts, so the BPE merges them into few tokens (short sequences train faster).
 _PROMPT_WORDS = (
     "Using only the information given, pick one of the two answers below; it is enough to decide. "
@@ -183,7 +187,7 @@ def training_examples(
 
     folder = Path(prompt_dir) if prompt_dir else default_prompt_dir()
     spec = load_dataset_spec(TRAIN_DATASET)
-    teacher = SyntheticModel({}, dataset_specs=[spec])
+    teacher = SyntheticModel(TEACHER, dataset_specs=[spec])
     first = load_template(folder, "first_pass", spec.name)
     follow = {name: load_template(folder, name, spec.name) for name in followups}
     first_examples, followup_examples = [], []
@@ -210,8 +214,8 @@ def train_tiny_model(
     prompt_dir: str | Path | None = None,
     batch_size: int = 32,
     followup_every: int = 3,
-    lr: float = 3e-3,
-    threads: int = 2,
+    lr: float = 5e-3,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Train the tiny model of `model_dir` for `steps` steps and save it to `out_dir`; returns a summary.
 

@@ -37,6 +37,7 @@ def main() -> int:
     from selfexplain.sce.prompts import load_template
     from selfexplain.tabular.features import load_dataset_spec
     from selfexplain.tabular.grids import build_grid
+    from selfexplain.tiny_model import TEACHER
 
     spec = load_dataset_spec("income")
     grid = build_grid(spec)
@@ -50,7 +51,8 @@ def main() -> int:
     start = time.perf_counter()
     pred = predict(entry, backend, spec, grid, first, journal / "first_pass.jsonl", progress=False)
     first_s = time.perf_counter() - start
-    teacher = SyntheticModel({}, dataset_specs=[spec])
+    teacher = SyntheticModel(TEACHER, dataset_specs=[spec])
+    task = teacher.tasks[0][0]
     expected = [
         json.loads(teacher.respond(first_pass_messages(entry, spec, first, d)))["answer"] for d in grid["description"]
     ]
@@ -73,6 +75,17 @@ def main() -> int:
             followup_rows=len(cf),
             followup_seconds=round(time.perf_counter() - start, 2),
             cf_status=dict(Counter(cf["cf_status"])),
+            # valid: the tiny model's own rule (the teacher's) gives the requested label to the changed record
+            cf_valid=float(
+                np.mean(
+                    [
+                        row.cf_status == "ok"
+                        and spec.options[task.decide(np.array([getattr(row, "cf_" + c) for c in spec.columns]))]
+                        == row.target
+                        for row in cf.itertuples()
+                    ]
+                )
+            ),
             followup_nonempty=int(sum(bool(t) for t in cf["followup_response"])),
             followup_completion_tokens=[int(t) for t in cf["followup_completion_tokens"]],
             followup_examples=list(cf["followup_response"][:3]),

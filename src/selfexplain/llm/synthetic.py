@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from selfexplain.llm.types import ChatRequest, Completion
-from selfexplain.tabular.distances import first_min, make_metric, nearest_by_class
+from selfexplain.tabular.distances import first_min, make_metric, nearest_of_class
 from selfexplain.tabular.features import DatasetSpec, builtin_dataset_names, load_dataset_spec
 from selfexplain.tabular.grids import build_grid, lookup_rows
 
@@ -124,8 +124,9 @@ class _Task:
 
     @cached_property
     def nearest_flip(self) -> np.ndarray:
-        idx, _ = nearest_by_class(self.metric, self.points, self.labels, self.points, 1 - self.labels)
-        return idx
+        to_positive = nearest_of_class(self.metric, self.labels, 1)
+        to_negative = nearest_of_class(self.metric, self.labels, 0)
+        return np.where(self.labels == 0, to_positive, to_negative)
 
     @cached_property
     def off_grid_feature(self) -> int | None:

@@ -5,8 +5,9 @@ so a distance does not change with the sample. Categorical features cost 0 when 
 every metric (the original L1/L2 matrices treated sex numerically, contradicting their own prompts).
 
 All metrics have the form  d(x, y) = sum_f w_f * |x_f - y_f| ** p  over numeric features plus
-sum_c w_c * [x_c != y_c] over categorical ones, which lets the nearest-point search run one query row against all
-candidates at a time with memory linear in the grid size.
+sum_c w_c * [x_c != y_c] over categorical ones. Because they are sums of per-feature costs and every search is over
+a full Cartesian grid, the nearest point with a given label comes from a separable distance transform for all grid
+points at once, in time about N * sum(levels) and memory linear in N.
 """
 
 from __future__ import annotations
@@ -31,39 +32,7 @@ class Metric:
     weights: np.ndarray
     power: int
     categorical: np.ndarray  # bool mask over columns
-    categorical_levels: tuple[tuple[float, ...], ...]  # levels of each categorical column, in column order
-
-    @property
-    def tree_p(self) -> int:
-        """Minkowski p of the embedded space (squared-L2 becomes Euclidean, whose order is the same)."""
-        return self.power
-
-    def tree_radius(self, tree_distance: np.ndarray) -> np.ndarray:
-        """Embedded-space radius that holds every point within TIE_TOLERANCE of the nearest one."""
-        slack = 1e-7 + 10 * TIE_TOLERANCE
-        if self.power == 2:
-            return np.sqrt(tree_distance**2 + slack) + 1e-12
-        return tree_distance + slack
-
-    def embed(self, values: np.ndarray) -> np.ndarray:
-        """Coordinates in which this metric is a plain Minkowski distance (p = 1, or Euclidean for l2).
-
-        Numeric features are scaled by their weight (square root of it for l2); a categorical feature becomes a
-        one-hot block whose two differing coordinates add up to its weight.
-        """
-        values = np.asarray(values, dtype=np.float64)
-        blocks = []
-        cat_i = 0
-        for j, is_cat in enumerate(self.categorical):
-            w = self.weights[j]
-            if not is_cat:
-                blocks.append(values[:, [j]] * (np.sqrt(w) if self.power == 2 else w))
-                continue
-            levels = np.asarray(self.categorical_levels[cat_i], dtype=np.float64)
-            cat_i += 1
-            scale = np.sqrt(w / 2) if self.power == 2 else w / 2
-            blocks.append((values[:, [j]] == levels[None, :]).astype(np.float64) * scale)
-        return np.hstack(blocks)
+    levels: tuple[tuple[float, ...], ...]  # grid levels of each column, in grid order
 
     def pairwise(self, x: np.ndarray, ys: np.ndarray) -> np.ndarray:
         """Distances from one row `x` (features,) to every row of `ys` (n, features)."""
@@ -119,7 +88,7 @@ def make_metric(spec: DatasetSpec, grid: pd.DataFrame, name: str = "gower") -> M
         weights=np.asarray(weights, dtype=np.float64),
         power=2 if name == "l2" else 1,
         categorical=np.asarray(categorical, dtype=bool),
-        categorical_levels=tuple(f.levels for f in spec.features if f.is_categorical),
+        levels=tuple(f.levels for f in spec.features),
     )
 
 
@@ -128,43 +97,82 @@ def first_min(d: np.ndarray) -> int:
     return int(np.flatnonzero(d <= d.min() + TIE_TOLERANCE)[0])
 
 
+def _axis_costs(metric: Metric, j: int) -> np.ndarray:
+    """Cost matrix G[i, k] of moving feature j from level i to level k."""
+    levels = np.asarray(metric.levels[j], dtype=np.float64)
+    if metric.categorical[j]:
+        return metric.weights[j] * (levels[:, None] != levels[None, :]).astype(np.float64)
+    return metric.weights[j] * np.abs(levels[:, None] - levels[None, :]) ** metric.power
+
+
+def _min_plus_pass(values: np.ndarray, sources: np.ndarray, costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One separable pass along the last axis: new[m, i] = min_k values[m, k] + costs[i, k].
+
+    Near-ties (within TIE_TOLERANCE) go to the candidate whose source has the smaller grid index. Rows are
+    processed in chunks so memory stays linear in the grid size.
+    """
+    n_rows, width = values.shape
+    out_v = np.empty_like(values)
+    out_s = np.empty_like(sources)
+    chunk = max(1, 4_000_000 // (width * width))
+    sentinel = np.iinfo(np.int64).max
+    for start in range(0, n_rows, chunk):
+        v = values[start : start + chunk]
+        cand = v[:, None, :] + costs[None, :, :]
+        best = cand.min(axis=2, keepdims=True)
+        eligible = cand <= best + TIE_TOLERANCE
+        src = np.where(eligible, sources[start : start + chunk, None, :], sentinel)
+        k = src.argmin(axis=2)
+        out_s[start : start + chunk] = np.take_along_axis(src, k[..., None], axis=2)[..., 0]
+        out_v[start : start + chunk] = np.take_along_axis(cand, k[..., None], axis=2)[..., 0]
+    return out_v, out_s
+
+
+def nearest_of_class(metric: Metric, grid_class: np.ndarray, target: int) -> np.ndarray:
+    """For every grid point, the grid index of the nearest point labelled `target` (-1 when none is).
+
+    `grid_class` holds one label per row of the full Cartesian grid, in grid order. Every metric here is a sum of
+    per-feature costs, so the nearest labelled point follows from one min-plus pass per feature (a separable
+    distance transform): about N * sum(levels) operations for N grid points, instead of a search per query.
+    Distances within TIE_TOLERANCE tie, and the first point in grid order wins, as in the original study.
+    """
+    shape = tuple(len(levels) for levels in metric.levels)
+    n = int(np.prod(shape))
+    if len(grid_class) != n:
+        raise ValueError(f"expected one label per grid point ({n}), got {len(grid_class)}")
+    member = np.asarray(grid_class) == target
+    values = np.where(member, 0.0, np.inf).reshape(shape)
+    sources = np.where(member, np.arange(n, dtype=np.int64), np.iinfo(np.int64).max).reshape(shape)
+    for axis in range(len(shape)):
+        v = np.moveaxis(values, axis, -1)
+        s = np.moveaxis(sources, axis, -1)
+        moved = v.shape
+        v, s = _min_plus_pass(v.reshape(-1, moved[-1]), s.reshape(-1, moved[-1]), _axis_costs(metric, axis))
+        values = np.moveaxis(v.reshape(moved), -1, axis)
+        sources = np.moveaxis(s.reshape(moved), -1, axis)
+    flat = sources.reshape(-1)
+    return np.where(flat == np.iinfo(np.int64).max, -1, flat)
+
+
 def nearest_by_class(
     metric: Metric,
     points: np.ndarray,
     point_class: np.ndarray,
-    queries: np.ndarray,
+    query_rows: np.ndarray,
     wanted_class: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest point whose class equals `wanted_class[i]`, for each query row.
+    """Nearest grid point labelled `wanted_class[i]` from grid point `query_rows[i]`: (grid index, distance).
 
-    Classes are small integers (0/1); a negative class, or a query with NaN, has nothing to search and gets
-    index -1 and distance NaN. Ties (distances within TIE_TOLERANCE) go to the first point in grid order, as in
-    the original study. A KD-tree per class finds the nearest distance; a ball query at that distance plus the
-    tolerance collects the tied points, whose exact float64 distances then decide. Memory is linear in the
-    number of points.
+    `points` is the full grid in grid order and `point_class` its labels. A negative wanted class or query row
+    has nothing to search and gets index -1 and distance NaN. Distances are recomputed directly in float64.
     """
-    from scipy.spatial import cKDTree
-
-    points = np.asarray(points, dtype=np.float64)
-    queries = np.asarray(queries, dtype=np.float64)
-    idx = np.full(len(queries), -1, dtype=np.int64)
-    dist = np.full(len(queries), np.nan)
-    wanted_class = np.asarray(wanted_class)
-    searchable = (wanted_class >= 0) & ~np.isnan(queries).any(axis=1)
-    for c in np.unique(wanted_class[searchable]):
-        members = np.flatnonzero(point_class == c)
-        rows = np.flatnonzero(searchable & (wanted_class == c))
-        if members.size == 0 or rows.size == 0:
-            continue
-        tree = cKDTree(metric.embed(points[members]))
-        q_embedded = metric.embed(queries[rows])
-        tree_d, _ = tree.query(q_embedded, k=1, p=metric.tree_p)
-        radius = metric.tree_radius(tree_d)
-        for r, q, neighbours in zip(
-            rows, queries[rows], tree.query_ball_point(q_embedded, radius, p=metric.tree_p), strict=True
-        ):
-            cand = members[np.sort(np.asarray(neighbours, dtype=np.int64))]
-            d = metric.pairwise(q, points[cand])
-            j = first_min(d)
-            idx[r], dist[r] = cand[j], d[j]
+    query_rows = np.asarray(query_rows, dtype=np.int64)
+    wanted_class = np.asarray(wanted_class, dtype=np.int64)
+    idx = np.full(len(query_rows), -1, dtype=np.int64)
+    for c in np.unique(wanted_class[(wanted_class >= 0) & (query_rows >= 0)]):
+        rows = np.flatnonzero((wanted_class == c) & (query_rows >= 0))
+        idx[rows] = nearest_of_class(metric, point_class, int(c))[query_rows[rows]]
+    dist = np.full(len(query_rows), np.nan)
+    found = idx >= 0
+    dist[found] = metric.rowwise(points[query_rows[found]], points[idx[found]])
     return idx, dist
