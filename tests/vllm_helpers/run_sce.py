@@ -27,6 +27,11 @@ def main() -> int:
     parser.add_argument("--followup", default="standard", help="follow-up template; '' runs the first pass only")
     parser.add_argument("--provenance", action="store_true", help="include backend.provenance() (imports vllm)")
     parser.add_argument("--out", required=True, help="summary JSON to write")
+    parser.add_argument(
+        "--count-template-tokens",
+        action="store_true",
+        help="also count the first chat's prompt tokens as rendered without chat_template_kwargs (transformers)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
 
@@ -90,6 +95,14 @@ def main() -> int:
             followup_completion_tokens=[int(t) for t in cf["followup_completion_tokens"]],
             followup_examples=list(cf["followup_response"][:3]),
         )
+    if args.count_template_tokens:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(entry.model_id)
+        plain = tok.apply_chat_template(
+            first_pass_messages(entry, spec, first, grid["description"][0]), tokenize=False, add_generation_prompt=True
+        )
+        summary["plain_template_tokens"] = len(tok(plain, add_special_tokens=False)["input_ids"])
     summary["engine_started"] = getattr(backend, "_llm", None) is not None
     summary["engine_start_s"] = getattr(backend, "engine_start_s", None)
     if args.provenance and hasattr(backend, "provenance"):

@@ -37,6 +37,8 @@ from selfexplain.llm.catalog import ModelEntry
 from selfexplain.llm.ratelimit import RateLimiter, estimate_tokens
 from selfexplain.llm.retry import JobStats, RetryPolicy, check_reachable, error_message
 from selfexplain.llm.secrets import api_key, redact
+from selfexplain.llm.thinking import split_thinking
+from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport
 from selfexplain.llm.types import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,11 @@ def parse_message(message: Any, latency_s: float | None) -> Completion:
             thoughts.append(block.thinking)
         elif kind == "redacted_thinking":
             thoughts.append("[redacted thinking]")
+    text = "".join(texts)
+    if not thoughts:
+        # a model (or proxy) that writes its thinking inline: keep it apart as every backend does
+        inline, text = split_thinking(text)
+        thoughts = [inline] if inline else []
     usage = getattr(message, "usage", None)
     prompt_tokens = None
     if usage is not None:
@@ -140,7 +147,7 @@ def parse_message(message: Any, latency_s: float | None) -> Completion:
             + (getattr(usage, "cache_read_input_tokens", None) or 0)
         )
     return Completion(
-        text="".join(texts),
+        text=text,
         reasoning="\n\n".join(t for t in thoughts if t) or None,
         finish_reason=getattr(message, "stop_reason", None),
         prompt_tokens=prompt_tokens,
@@ -198,7 +205,7 @@ class AnthropicBackend:
 
     def preflight(self) -> None:
         """Key present, settings sendable, a custom endpoint answering; sends no message request."""
-        key = api_key(self.entry) or ""
+        key = self._key()
         problems = unsupported_settings(self.entry)
         if problems:
             raise ConfigError(f"model {self.entry.name!r}: " + "; ".join(problems))
@@ -222,7 +229,19 @@ class AnthropicBackend:
         )
 
     def _client(self, key: str, timeout_s: float) -> Any:
-        return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s)
+        return anthropic.AsyncAnthropic(
+            api_key=key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=timeout_s,
+            http_client=aiohttp_transport(anthropic),
+        )
+
+    def _key(self) -> str:
+        """The catalog's key; a placeholder only for a custom base_url that names no key variable (a local server)."""
+        if self.entry.api_key_env or not self.entry.base_url or "anthropic.com" in self.entry.base_url:
+            return api_key(self.entry) or ""
+        return PLACEHOLDER_KEY
 
     def _configure_policy(self, limiter: RateLimiter | None) -> None:
         self.policy.on_rate_limit = limiter.pause if limiter is not None else None
@@ -243,7 +262,7 @@ class AnthropicBackend:
         requests = list(requests)
         if not requests:
             return
-        key = api_key(self.entry) or ""
+        key = self._key()
         self._warn_unsent()
         stream = self._stream_batch if self.entry.batch else self._stream
         try:

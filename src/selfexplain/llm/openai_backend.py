@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
@@ -29,14 +28,14 @@ from selfexplain.llm.catalog import ModelEntry
 from selfexplain.llm.ratelimit import RateLimiter, estimate_tokens
 from selfexplain.llm.retry import JobStats, RetryPolicy, TransientResponseError, check_reachable, error_message
 from selfexplain.llm.secrets import api_key, redact
+from selfexplain.llm.thinking import split_thinking
+from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport
 from selfexplain.llm.types import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
 
 OPENAI_URL = "https://api.openai.com/v1"
-PLACEHOLDER_KEY = "EMPTY"
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
-_THINK = re.compile(r"\s*(?:<think>)?(.*?)</think>\s*", re.DOTALL)
 
 
 def is_official(base_url: str | None) -> bool:
@@ -125,18 +124,6 @@ def build_params(entry: ModelEntry, request: ChatRequest) -> dict[str, Any]:
     return params
 
 
-def split_think(content: str | None) -> tuple[str | None, str | None]:
-    """Split a leading `<think>...</think>` block (or text up to a bare `</think>`) off an answer."""
-    if not content or "</think>" not in content:
-        return content, None
-    if "<think>" in content and not content.lstrip().startswith("<think>"):
-        return content, None
-    match = _THINK.match(content)
-    if not match:
-        return content, None
-    return content[match.end() :], match.group(1).strip()
-
-
 def _extra_field(obj: Any, name: str) -> Any:
     value = getattr(obj, name, None)
     if value is None:
@@ -157,8 +144,8 @@ def parse_response(response: Any, latency_s: float) -> Completion:
     reasoning = _extra_field(message, "reasoning_content") or _extra_field(message, "reasoning")
     if not isinstance(reasoning, str):
         reasoning = None
-    if reasoning is None:
-        content, reasoning = split_think(content)
+    if reasoning is None and content is not None:
+        reasoning, content = split_thinking(content)
     if content is None:
         content = message.refusal or ""
     usage = getattr(response, "usage", None)
@@ -243,7 +230,11 @@ class OpenAIBackend:
 
     async def _stream(self, requests: list[ChatRequest], key: str) -> AsyncIterator[tuple[int, Completion]]:
         client = openai.AsyncOpenAI(
-            api_key=key, base_url=self.base_url, max_retries=0, timeout=self.entry.request_timeout_s
+            api_key=key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.entry.request_timeout_s,
+            http_client=aiohttp_transport(openai),
         )
         limiter = RateLimiter.from_entry(self.entry)
         self.policy.on_rate_limit = limiter.pause

@@ -11,7 +11,8 @@ Behaviour, set in a catalog entry's `synthetic` block:
 * counterfactual: `exact` returns the nearest grid point it labels differently (Gower, ties to the first in grid
   order); `overshoot` extrapolates `overshoot_factor` times that step and returns the nearest point with the target
   label; `timid` moves `timid_fraction` of the step, rounding every feature towards the original.
-* noise rates (0..1) per kind, decided by a hash of seed, kind and chat, so each chat always gets the same:
+* noise rates (0..1) per kind, decided by a hash of seed, kind and chat, so each chat always gets the same
+  (a `<think>` prefix reaches the pipeline as thinking text, split off by the backend like a real model's):
   first pass: malformed_json, code_fence, think_prefix, single_quotes;
   follow-up: malformed_json, off_grid, extra_keys, number_words, code_fence.
 """
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from selfexplain.llm.thinking import split_thinking
 from selfexplain.llm.types import ChatRequest, Completion
 from selfexplain.tabular.distances import first_min, make_metric, nearest_of_class
 from selfexplain.tabular.features import DatasetSpec, builtin_dataset_names, load_dataset_spec
@@ -284,7 +286,8 @@ class SyntheticBackend:
                 start = time.perf_counter()
                 if self.latency_s:
                     time.sleep(self.latency_s)
-                text = self.model.respond(request.messages)
+                raw = self.model.respond(request.messages)
+                reasoning, text = split_thinking(raw)
                 if log:
                     log.write(json.dumps({"key": request.key, "time": time.time()}) + "\n")
                     log.flush()
@@ -293,9 +296,10 @@ class SyntheticBackend:
                     i,
                     Completion(
                         text=text,
+                        reasoning=reasoning,
                         finish_reason="stop",
                         prompt_tokens=prompt_words,
-                        completion_tokens=len(text.split()),
+                        completion_tokens=len(raw.split()),
                         latency_s=time.perf_counter() - start,
                         model="synthetic",
                     ),
