@@ -14,6 +14,7 @@ os.environ.update(
 )
 
 from selfexplain.config import validate_config
+from selfexplain.llm.sizing import job_resources
 from selfexplain.sce.prompts import load_template
 from selfexplain.tabular.features import load_dataset_spec
 
@@ -51,14 +52,23 @@ def model_gpus(wildcards):
     return CATALOG[wildcards.model].gpus
 
 
+def _job(wildcards, attempt):
+    """Resources of one inference job: one request per grid point of the dataset."""
+    n_requests = load_dataset_spec(wildcards.dataset).n_rows
+    return job_resources(CATALOG[wildcards.model], n_requests, attempt)
+
+
 def inference_mem_mb(wildcards, attempt):
-    return (4000 if CATALOG[wildcards.model].gpus else 2000) * attempt
+    return _job(wildcards, attempt).mem_mb
 
 
 def inference_runtime(wildcards, attempt):
-    """Minutes: generous for GPU and API models, short for synthetic ones; grows on retry."""
-    base = 15 if CATALOG[wildcards.model].is_synthetic else 240
-    return base * attempt
+    """Minutes; grows with the attempt."""
+    return _job(wildcards, attempt).runtime
+
+
+def inference_cpus(wildcards, attempt):
+    return _job(wildcards, attempt).cpus_per_task
 
 
 def first_pass_template(wildcards):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -97,6 +98,16 @@ def test_tiny_workflow_produces_every_declared_output(tmp_path):
     assert "Nothing to be done" in again.stdout + again.stderr
     _snakemake(workdir, "--report", str(workdir / "report.html"))
     assert (workdir / "report.html").stat().st_size > 100_000
+    # rebuilding one result file re-runs only what feeds it
+    target = "results/sce/synthetic-exact/income/minimal/metrics.json"
+    dry = _snakemake(workdir, "-n", target, "--forcerun", "sce_elicit")
+    scheduled = re.findall(r"^\s*output: (.*)$", dry.stdout + dry.stderr, flags=re.MULTILINE)
+    assert sorted(scheduled) == sorted(
+        [
+            "results/sce/synthetic-exact/income/minimal/counterfactuals.parquet",
+            "results/sce/synthetic-exact/income/minimal/scores.parquet, " + target,
+        ]
+    ), scheduled
 
 
 def test_changing_one_models_settings_reruns_only_its_jobs(tmp_path):

@@ -1,16 +1,17 @@
 """A tiny Llama built and trained offline, so the real vLLM engine and server can be tested without any download.
 
-`build_tiny_model` writes a randomly initialised 1-2M parameter Llama with its own byte-level BPE tokenizer and a
+`build_tiny_model` writes a randomly initialised 0.4M parameter Llama with its own byte-level BPE tokenizer and a
 chat template (system/user/assistant turns, `enable_thinking` honoured). Everything is seeded and the tokenizer
 corpus is generated here (not read from the Python install), so a rebuild is byte-identical on the same library
 versions. Design constraints from vLLM's CPU backend: head_dim 64 (the CPU attention kernels accept only a few
 sizes) and untied embeddings with zeroed special-token rows, otherwise greedy decoding echoes a special token and
 every reply detokenises to "".
 
-`train_tiny_model` teaches it, in a fixed number of steps (reproducible, unlike a time budget), the sce protocol on
-the income grid: the first-pass reply `{"answer": "Below $50,000"}` following the built-in synthetic model's rule,
-and the follow-up reply, a JSON record (the synthetic model's nearest counterfactual) in the template's keys.
-A competent tiny model lets tests assert real semantics (valid JSON, a readable answer) instead of golden strings.
+`train_tiny_model` teaches it, in a fixed number of steps (reproducible, unlike a time budget; about a minute on one
+CPU core), the sce protocol on the income grid: the first-pass reply `{"answer": "Below $50,000"}` following the
+rule in TEACHER (a synthetic-model setting; learnt exactly), and the follow-up reply, a JSON record in the
+template's keys (the teacher's nearest counterfactual; the tiny model learns its format, not its content). A
+competent tiny model lets tests assert real semantics (valid JSON, the right answer) instead of golden strings.
 
 transformers, tokenizers, safetensors and torch are imported inside functions: the package does not need them.
 """
@@ -316,7 +317,7 @@ def register(subparsers: Any) -> None:
     sub = parser.add_subparsers(dest="tiny_command", required=True)
     build = sub.add_parser("build", help="write a tiny Llama + tokenizer to DIR, offline and reproducibly")
     build.add_argument("dir", help="output folder (a model folder vLLM can load)")
-    build.add_argument("--train", action="store_true", help="also train it on the income first pass/follow-up")
+    build.add_argument("--train", action="store_true", help="also train it (the random model goes to DIR.random)")
     build.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps (fixed, so reproducible)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--prompt-dir", default=None, help="sce templates (default: config/prompts/sce)")
