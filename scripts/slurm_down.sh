@@ -24,7 +24,9 @@ if [ -f "$CONF" ] && ! grep -qxF "$MARKER" "$CONF"; then
 fi
 
 # Value of KEY=... in slurm.conf (empty when absent).
-conf_value() { [ -f "$CONF" ] && sed -nE "s/^$1=(.*)$/\1/p" "$CONF" | tail -1 || true; }
+conf_value() {
+    if [ -f "$CONF" ]; then sed -nE "s/^$1=(.*)$/\1/p" "$CONF" | tail -1; fi
+}
 
 # Stop the process whose pid is in file $1 (named $2): SIGTERM, wait up to 10 s, then SIGKILL.
 # A killed daemon may stay a zombie (PID 1 here does not always reap), so "gone" means absent or state Z.

@@ -47,7 +47,8 @@ alive() {
 }
 
 # ---- preconditions -------------------------------------------------------------------------------------------
-[ "$(id -u)" = 0 ] || die "must run as root (installs packages, writes /etc/slurm, starts daemons); Slurm tests will skip"
+[ "$(id -u)" = 0 ] \
+    || die "must run as root (installs packages, writes /etc/slurm, starts daemons); Slurm tests will skip"
 export PATH="/usr/sbin:/sbin:$PATH"
 if [ -f "$CONF_DIR/slurm.conf" ] && ! grep -qxF "$MARKER" "$CONF_DIR/slurm.conf"; then
     die "$CONF_DIR/slurm.conf exists and was not written by this script (a real cluster?); not touching it"
@@ -90,7 +91,8 @@ HW=$(timeout 10 slurmd -C | head -1) || die "slurmd -C failed"
 NODEHW=$(sed -E 's/^NodeName=[^ ]+ //; s/ ?RealMemory=[0-9]+//; s/ ?Gres=[^ ]*//' <<<"$HW")
 SEEN_MB=$(sed -nE 's/.*RealMemory=([0-9]+).*/\1/p' <<<"$HW")
 # Offer 80 % of the memory to jobs (never more than slurmd sees, or the node is rejected as INVAL).
-MEM_MB=$(awk -v seen="${SEEN_MB:-0}" '/MemTotal/ {m = int($2 / 1024 * 0.8); if (seen > 0 && m > seen) m = seen; print m}' /proc/meminfo)
+MEM_MB=$(awk -v seen="${SEEN_MB:-0}" \
+    '/MemTotal/ {m = int($2 / 1024 * 0.8); if (seen > 0 && m > seen) m = seen; print m}' /proc/meminfo)
 
 install -d -m 0755 "$STATE_DIR" "$CONF_DIR"
 install -d -o slurm -g slurm -m 0755 "$STATE_DIR/ctld" "$STATE_DIR/log" "$STATE_DIR/run"
@@ -206,7 +208,9 @@ case "$state" in
 esac
 
 # ---- smoke test: a GPU job on the gpu partition --------------------------------------------------------------
-if ! out=$(timeout 60 srun -p gpu --gres=gpu:1 -t 1 -J slurm_up_smoke sh -c 'echo "$SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES"' 2>&1); then
+# shellcheck disable=SC2016  # the job's shell expands the variables
+if ! out=$(timeout 60 srun -p gpu --gres=gpu:1 -t 1 -J slurm_up_smoke \
+    sh -c 'echo "$SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES"' 2>&1); then
     die_with_logs "smoke test 'srun -p gpu --gres=gpu:1' failed: $out"
 fi
 log "smoke test: partition/CUDA_VISIBLE_DEVICES = $(tail -1 <<<"$out")"

@@ -113,10 +113,12 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def provenance(workdir: str | Path = ".", **extra: Any) -> dict[str, Any]:
+def provenance(**extra: Any) -> dict[str, Any]:
+    """Stamp for an output: the code's version and git state (of the checkout the package runs from, not of the
+    working directory), Python and library versions, time, and whatever the caller adds."""
     return {
         "selfexplain": __version__,
-        "git": _git_state(Path(workdir)),
+        "git": _git_state(Path(__file__).resolve().parent),
         "python": platform.python_version(),
         "libraries": library_versions(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
