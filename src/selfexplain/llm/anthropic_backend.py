@@ -32,10 +32,10 @@ from urllib.parse import urlparse
 import anthropic
 
 from selfexplain.errors import ConfigError
-from selfexplain.llm.aio import iterate_async, run_pool
+from selfexplain.llm.aio import run_pool
+from selfexplain.llm.api_backend import ApiBackend
 from selfexplain.llm.catalog import ModelEntry
-from selfexplain.llm.ratelimit import RateLimiter, estimate_tokens
-from selfexplain.llm.retry import JobStats, RetryPolicy, check_reachable, error_message
+from selfexplain.llm.retry import check_reachable, error_message
 from selfexplain.llm.secrets import api_key, redact
 from selfexplain.llm.thinking import split_thinking
 from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport
@@ -157,51 +157,25 @@ def parse_message(message: Any, latency_s: float | None) -> Completion:
     )
 
 
-class AnthropicBackend:
+class AnthropicBackend(ApiBackend):
     """Async Anthropic-SDK client with our own rate limits and retry policy (the SDK's retries are switched off)."""
 
-    probe_timeout_s = 5.0
-    backoff_initial_s = 1.0
-    backoff_max_s = 60.0
-    retry_after_cap_s = 120.0
+    label = "anthropic"
+    default_url = ANTHROPIC_URL
+    connection_errors = (anthropic.APIConnectionError,)
+    sdk_errors = (anthropic.AnthropicError,)
     batch_poll_initial_s = 5.0
     batch_poll_max_s = 60.0
     batch_timeout_s = 25 * 3600.0
     batch_create_timeout_s = 600.0
 
     def __init__(self, entry: ModelEntry) -> None:
-        self.entry = entry
-        self.policy = RetryPolicy(
-            entry.max_retries,
-            (anthropic.APIConnectionError,),
-            backoff_initial_s=self.backoff_initial_s,
-            backoff_max_s=self.backoff_max_s,
-            retry_after_cap_s=self.retry_after_cap_s,
-        )
-        self.counts = JobStats()
-        self.max_in_flight = 0
-        self.rate_limit_wait_s = 0.0
+        super().__init__(entry)
         self.batch_ids: list[str] = []
         self._warned = False
 
-    @property
-    def base_url(self) -> str:
-        # Pinned even for the default endpoint: the SDK would otherwise follow ANTHROPIC_BASE_URL from the environment.
-        return (self.entry.base_url or ANTHROPIC_URL).rstrip("/")
-
-    @property
-    def retries(self) -> int:
-        """Requests sent again after a retryable failure, over the backend's life."""
-        return self.policy.retries
-
     def stats(self) -> dict[str, Any]:
-        return {
-            **self.counts.to_dict(),
-            **self.policy.stats(),
-            "max_in_flight": self.max_in_flight,
-            "rate_limit_wait_s": round(self.rate_limit_wait_s, 3),
-            "batches": list(self.batch_ids),
-        }
+        return {**super().stats(), "batches": list(self.batch_ids)}
 
     def preflight(self) -> None:
         """Key present, settings sendable, a custom endpoint answering; sends no message request."""
@@ -243,72 +217,22 @@ class AnthropicBackend:
             return api_key(self.entry) or ""
         return PLACEHOLDER_KEY
 
-    def _configure_policy(self, limiter: RateLimiter | None) -> None:
-        self.policy.on_rate_limit = limiter.pause if limiter is not None else None
-        for name in ("backoff_initial_s", "backoff_max_s", "retry_after_cap_s"):
-            setattr(self.policy, name, getattr(self, name))
-
-    def _failed(self, exc: BaseException, key: str, started: float, attempts: int | None = None) -> Completion:
-        attempts = attempts if attempts is not None else getattr(exc, "attempts", 1)
-        return Completion(
-            text=None,
-            error=redact(error_message(exc, attempts), key),
-            latency_s=time.perf_counter() - started,
-            model=self.entry.model_id,
-        )
-
     def complete(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, Completion]]:
-        """Yield (index, Completion) as answers arrive; stopping the iteration cancels the requests in flight."""
-        requests = list(requests)
-        if not requests:
-            return
-        key = self._key()
         self._warn_unsent()
-        stream = self._stream_batch if self.entry.batch else self._stream
-        try:
-            yield from iterate_async(lambda: stream(requests, key), name=f"anthropic-{self.entry.name}")
-        finally:
-            log.info("%s: %s", self.entry.name, self.stats())
+        yield from super().complete(requests)
+
+    def _streamer(self) -> Callable[[list[ChatRequest], str], AsyncIterator[tuple[int, Completion]]]:
+        return self._stream_batch if self.entry.batch else self._stream
 
     # -- one request at a time -------------------------------------------------------------------------------
-    async def _stream(self, requests: list[ChatRequest], key: str) -> AsyncIterator[tuple[int, Completion]]:
-        client = self._client(key, self.entry.request_timeout_s)
-        limiter = RateLimiter.from_entry(self.entry)
-        self._configure_policy(limiter)
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        return build_params(self.entry, request)
 
-        async def work(index: int, request: ChatRequest, emit: Callable[[Any], None]) -> None:
-            emit((index, await self._one(client, limiter, request, key)))
+    async def _send(self, client: Any, body: dict[str, Any]) -> Any:
+        return await client.messages.create(**body)
 
-        try:
-            async for index, completion in run_pool(requests, work, self.entry.concurrency):
-                self.counts.add(completion)
-                yield index, completion
-        finally:
-            self.max_in_flight = max(self.max_in_flight, limiter.max_in_flight)
-            self.rate_limit_wait_s += limiter.waited_s
-            await client.close()
-
-    async def _one(self, client: Any, limiter: RateLimiter, request: ChatRequest, key: str) -> Completion:
-        body = build_params(self.entry, request)
-        tokens = estimate_tokens(request.messages, request.sampling.max_tokens)
-        timeout_s = self.entry.request_timeout_s
-        started = time.perf_counter()
-
-        async def attempt() -> Completion:
-            async with limiter.slot(tokens):
-                t0 = time.perf_counter()
-                try:
-                    async with asyncio.timeout(timeout_s):
-                        message = await client.messages.create(**body)
-                except TimeoutError:
-                    raise TimeoutError(f"no complete answer within {timeout_s:g} s") from None
-                return parse_message(message, time.perf_counter() - t0)
-
-        try:
-            completion, _ = await self.policy.call(attempt)
-        except (anthropic.AnthropicError, TimeoutError, ConnectionError) as exc:
-            return self._failed(exc, key, started)
-        return completion
+    def _parse(self, result: Any, latency_s: float) -> Completion:
+        return parse_message(result, latency_s)
 
     # -- Message Batches -------------------------------------------------------------------------------------
     @property

@@ -13,21 +13,17 @@ Reasoning text comes from `message.reasoning_content` / `message.reasoning`, els
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
 import openai
 
 from selfexplain.errors import ConfigError
-from selfexplain.llm.aio import iterate_async, run_pool
+from selfexplain.llm.api_backend import ApiBackend
 from selfexplain.llm.catalog import ModelEntry
-from selfexplain.llm.ratelimit import RateLimiter, estimate_tokens
-from selfexplain.llm.retry import JobStats, RetryPolicy, TransientResponseError, check_reachable, error_message
-from selfexplain.llm.secrets import api_key, redact
+from selfexplain.llm.retry import TransientResponseError, check_reachable
+from selfexplain.llm.secrets import api_key
 from selfexplain.llm.thinking import split_thinking
 from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport
 from selfexplain.llm.types import ChatRequest, Completion
@@ -160,44 +156,13 @@ def parse_response(response: Any, latency_s: float) -> Completion:
     )
 
 
-class OpenAIBackend:
+class OpenAIBackend(ApiBackend):
     """Async OpenAI-SDK client with our own rate limits and retry policy (the SDK's retries are switched off)."""
 
-    probe_timeout_s = 5.0
-    backoff_initial_s = 1.0
-    backoff_max_s = 60.0
-    retry_after_cap_s = 120.0
-
-    def __init__(self, entry: ModelEntry) -> None:
-        self.entry = entry
-        self.policy = RetryPolicy(
-            entry.max_retries,
-            (openai.APIConnectionError,),
-            backoff_initial_s=self.backoff_initial_s,
-            backoff_max_s=self.backoff_max_s,
-            retry_after_cap_s=self.retry_after_cap_s,
-        )
-        self.counts = JobStats()
-        self.max_in_flight = 0
-        self.rate_limit_wait_s = 0.0
-
-    @property
-    def base_url(self) -> str:
-        # Pinned even for the default endpoint: the SDK would otherwise follow OPENAI_BASE_URL from the environment.
-        return (self.entry.base_url or OPENAI_URL).rstrip("/")
-
-    @property
-    def retries(self) -> int:
-        """Requests sent again after a retryable failure, over the backend's life."""
-        return self.policy.retries
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            **self.counts.to_dict(),
-            **self.policy.stats(),
-            "max_in_flight": self.max_in_flight,
-            "rate_limit_wait_s": round(self.rate_limit_wait_s, 3),
-        }
+    label = "openai"
+    default_url = OPENAI_URL
+    connection_errors = (openai.APIConnectionError,)
+    sdk_errors = (openai.OpenAIError, TransientResponseError)
 
     def _key(self) -> str:
         if self.entry.api_key_env or is_official(self.entry.base_url) or is_openrouter(self.entry.base_url):
@@ -217,66 +182,20 @@ class OpenAIBackend:
                 f"{self.base_url}/models", model=self.entry.name, timeout_s=self.probe_timeout_s, secret=key
             )
 
-    def complete(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, Completion]]:
-        """Yield (index, Completion) as answers arrive; stopping the iteration cancels the requests in flight."""
-        requests = list(requests)
-        if not requests:
-            return
-        key = self._key()
-        try:
-            yield from iterate_async(lambda: self._stream(requests, key), name=f"openai-{self.entry.name}")
-        finally:
-            log.info("%s: %s", self.entry.name, self.stats())
-
-    async def _stream(self, requests: list[ChatRequest], key: str) -> AsyncIterator[tuple[int, Completion]]:
-        client = openai.AsyncOpenAI(
+    def _client(self, key: str, timeout_s: float) -> Any:
+        return openai.AsyncOpenAI(
             api_key=key,
             base_url=self.base_url,
             max_retries=0,
-            timeout=self.entry.request_timeout_s,
+            timeout=timeout_s,
             http_client=aiohttp_transport(openai),
         )
-        limiter = RateLimiter.from_entry(self.entry)
-        self.policy.on_rate_limit = limiter.pause
-        for name in ("backoff_initial_s", "backoff_max_s", "retry_after_cap_s"):
-            setattr(self.policy, name, getattr(self, name))
 
-        async def work(index: int, request: ChatRequest, emit: Any) -> None:
-            emit((index, await self._one(client, limiter, request, key)))
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        return build_params(self.entry, request)
 
-        try:
-            async for index, completion in run_pool(requests, work, self.entry.concurrency):
-                self.counts.add(completion)
-                yield index, completion
-        finally:
-            self.max_in_flight = max(self.max_in_flight, limiter.max_in_flight)
-            self.rate_limit_wait_s += limiter.waited_s
-            await client.close()
+    async def _send(self, client: Any, body: dict[str, Any]) -> Any:
+        return await client.chat.completions.create(**body)
 
-    async def _one(self, client: Any, limiter: RateLimiter, request: ChatRequest, key: str) -> Completion:
-        params = build_params(self.entry, request)
-        tokens = estimate_tokens(request.messages, request.sampling.max_tokens)
-        timeout_s = self.entry.request_timeout_s
-        started = time.perf_counter()
-
-        async def attempt() -> Completion:
-            async with limiter.slot(tokens):
-                t0 = time.perf_counter()
-                try:
-                    async with asyncio.timeout(timeout_s):
-                        response = await client.chat.completions.create(**params)
-                except TimeoutError:
-                    raise TimeoutError(f"no complete answer within {timeout_s:g} s") from None
-                return parse_response(response, time.perf_counter() - t0)
-
-        try:
-            completion, _ = await self.policy.call(attempt)
-        except (openai.OpenAIError, TimeoutError, ConnectionError, TransientResponseError) as exc:
-            attempts = getattr(exc, "attempts", 1)
-            return Completion(
-                text=None,
-                error=redact(error_message(exc, attempts), key),
-                latency_s=time.perf_counter() - started,
-                model=self.entry.model_id,
-            )
-        return completion
+    def _parse(self, result: Any, latency_s: float) -> Completion:
+        return parse_response(result, latency_s)
