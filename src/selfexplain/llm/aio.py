@@ -50,8 +50,12 @@ def iterate_async(
     name: str = "selfexplain-aio",
     poll_s: float = 0.25,
     join_timeout_s: float = 60.0,
+    on_consumed: Callable[[], None] | None = None,
 ) -> Iterator[T]:
     """Yield the items of the async iterator `factory()` (created and run on a background event loop) in this thread.
+
+    `on_consumed` runs on the event loop each time the caller comes back for the next item, i.e. once it has
+    finished with (journaled) the previous one; backends use it to bound answers that are not yet journaled.
 
     Use it as a generator: closing it (break, an exception in the loop body, garbage collection) cancels the
     producer and joins its thread. The thread is a daemon, so even a generator nobody closes cannot keep the
@@ -108,6 +112,9 @@ def iterate_async(
             if isinstance(item, _Failure):
                 raise item.exc
             yield item
+            if on_consumed is not None:
+                with contextlib.suppress(RuntimeError):  # the loop may have closed after the last item
+                    loop.call_soon_threadsafe(on_consumed)
     finally:
         if thread.is_alive():
             with contextlib.suppress(RuntimeError):  # the loop closed in the meantime

@@ -1,6 +1,7 @@
 """What the OpenAI-compatible and Anthropic backends share: one policy for limits, retries and failures.
 
-A job's requests run on a private event loop with at most `concurrency` in flight, each through the token bucket
+A job's requests run on a private event loop with at most `concurrency` sent or answered but not yet journaled (so
+a kill costs no more than that), each through the token bucket
 and the retry policy (the SDKs' own retries are off), and come back to the caller's thread as they finish. A
 request that fails for good becomes a Completion with a redacted error. Subclasses supply only what differs: the
 key rules, the client, the request body, the SDK call and the parsing of its answer.
@@ -47,6 +48,7 @@ class ApiBackend:
         self.counts = JobStats()
         self.max_in_flight = 0
         self.rate_limit_wait_s = 0.0
+        self._window: asyncio.Semaphore | None = None
 
     # -- hooks -----------------------------------------------------------------------------------------------
     def _key(self) -> str:
@@ -93,10 +95,18 @@ class ApiBackend:
             return
         key = self._key()
         stream = self._streamer()
+        self._window = None
         try:
-            yield from iterate_async(lambda: stream(requests, key), name=f"{self.label}-{self.entry.name}")
+            yield from iterate_async(
+                lambda: stream(requests, key), name=f"{self.label}-{self.entry.name}", on_consumed=self._journaled
+            )
         finally:
             log.info("%s: %s", self.entry.name, self.stats())
+
+    def _journaled(self) -> None:
+        """The caller has journaled one more answer: its slot in the window may take a new request."""
+        if self._window is not None:
+            self._window.release()
 
     def _configure_policy(self, limiter: RateLimiter | None) -> None:
         self.policy.on_rate_limit = limiter.pause if limiter is not None else None
@@ -116,8 +126,11 @@ class ApiBackend:
         client = self._client(key, self.entry.request_timeout_s)
         limiter = RateLimiter.from_entry(self.entry)
         self._configure_policy(limiter)
+        # At most `concurrency` requests are sent or answered but not yet journaled: a kill costs no more than that.
+        self._window = asyncio.Semaphore(self.entry.concurrency)
 
         async def work(index: int, request: ChatRequest, emit: Callable[[Any], None]) -> None:
+            await self._window.acquire()
             emit((index, await self._one(client, limiter, request, key)))
 
         try:
