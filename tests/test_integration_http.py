@@ -186,13 +186,17 @@ def test_workflow_through_serve_equals_in_process(tmp_path):
     assert set(usage["model"]) == set(config["models"])
 
 
-def test_killed_snakemake_resumes_without_paying_twice(tmp_path):
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+def test_killed_snakemake_resumes_without_paying_twice(tmp_path, backend):
     catalog_path = tmp_path / "serve_catalog.yaml"
     catalog_path.write_text((REPO / "config/models.yaml").read_text())
     server, url = _start_server(tmp_path, catalog_path, "--latency", "0.01")
     try:
         catalog = _served_catalog(url)
         catalog["models"]["served-exact"]["concurrency"] = 8
+        if backend == "anthropic":
+            served = catalog["models"]["served-exact"]
+            served.update(backend="anthropic", base_url=url, sampling={"temperature": None})
         config = {
             "models": ["served-exact"],
             "sce": {"datasets": ["income"], "prompts": ["minimal"], "bootstrap": {"resamples": 0}},
