@@ -16,44 +16,19 @@ Never fails on a missed target: it prints the figures and whether the target was
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _measure import run_measured
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).with_name("snakemake")
 TARGET_S = 10.0
-
-# Runs argv[2:] (stdout and stderr inherited) and writes {"rc", "wall_s", "cpu_s", "maxrss_kb"} as JSON to argv[1]:
-# RUSAGE_CHILDREN of this fresh process covers exactly the command's process tree.
-_WRAPPER = """
-import json, resource, subprocess, sys, time
-t0 = time.perf_counter()
-rc = subprocess.call(sys.argv[2:])
-wall = time.perf_counter() - t0
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-with open(sys.argv[1], "w") as fh:
-    json.dump({"rc": rc, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss}, fh)
-"""
-
-
-def run_measured(cmd: list[str], cwd: Path, log: Path) -> dict:
-    """Run `cmd` in a fresh wrapper process; wall time and peak RSS (KiB) of its process tree, output to `log`."""
-    out = log.with_suffix(".rusage.json")
-    with log.open("w") as fh:
-        subprocess.run(
-            [sys.executable, "-c", _WRAPPER, str(out), *cmd], cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, check=False
-        )
-    result = json.loads(out.read_text())
-    out.unlink()
-    result["log"] = log.read_text(errors="replace")
-    return result
 
 
 def job_stats(log_text: str) -> dict[str, int]:
