@@ -91,6 +91,12 @@ def test_missing_catalog_file_is_named(workdir):
             r"models\.bad\.synthetic\.counterfactual: 'wild' is not one of \['exact', 'overshoot', 'timid'\]",
         ),
         ({"backend": "vllm", "model_id": "x", "gpus": "two"}, r"models\.bad\.gpus: 'two' is not of type 'integer'"),
+        ({"backend": "openai", "model_id": "x", "provider": "azure"}, r"models\.bad\.provider: 'azure' is not one of"),
+        ({"backend": "openai", "model_id": "x", "max_retries": -1}, r"models\.bad\.max_retries: -1 is less than"),
+        ({"backend": "openai", "model_id": "x", "request_timeout_s": 0}, r"models\.bad\.request_timeout_s: 0 is less"),
+        ({"backend": "anthropic", "model_id": "x", "batch": "yes"}, r"models\.bad\.batch: 'yes' is not of type"),
+        ({"backend": "vllm", "model_id": "x", "vllm": {"kv_cache": 1}}, r"models\.bad\.vllm: Additional properties"),
+        ({"backend": "openai", "model_id": "x", "sampling": {"temperature": -1}}, r"temperature: -1 is less than"),
     ],
 )
 def test_bad_catalog_entries_are_named(tmp_path, entry, expected):
