@@ -12,9 +12,6 @@ from typing import Any
 
 from selfexplain.llm.types import Sampling
 
-BACKENDS = ("synthetic", "vllm", "openai", "anthropic")
-API_PROVIDERS = ("openai", "anthropic", "openrouter", "local")
-
 
 @dataclass(frozen=True)
 class ModelEntry:

@@ -38,8 +38,6 @@ from selfexplain.tabular.features import DatasetSpec, builtin_dataset_names, loa
 from selfexplain.tabular.grids import build_grid, lookup_rows
 
 BEHAVIOURS = ("exact", "overshoot", "timid")
-FIRST_NOISE = ("malformed_json", "code_fence", "think_prefix", "single_quotes")
-FOLLOWUP_NOISE = ("malformed_json", "off_grid", "extra_keys", "number_words", "code_fence")
 
 _SMALL = [
     "zero",

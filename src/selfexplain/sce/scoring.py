@@ -120,8 +120,13 @@ def score_rows(
     failure[readable_answer & on_grid & (verification_class < 0)] = "verification_unreadable"
 
     distance = metric.rowwise(x, cf)
-    min_idx, d_min = nearest_by_class(metric, points, grid_class, row_id, np.where(kept, 1 - answer_class, -1))
-    _, c2db = nearest_by_class(metric, points, grid_class, cf_row, np.where(kept, 1 - verification_class, -1))
+    transforms: dict[int, np.ndarray] = {}  # one distance transform per label, shared by both searches
+    min_idx, d_min = nearest_by_class(
+        metric, points, grid_class, row_id, np.where(kept, 1 - answer_class, -1), transforms
+    )
+    _, c2db = nearest_by_class(
+        metric, points, grid_class, cf_row, np.where(kept, 1 - verification_class, -1), transforms
+    )
     excess = distance - d_min
     excess = np.where(np.abs(excess) <= TIE_TOLERANCE, 0.0, excess)
     usable = kept & ~np.isnan(d_min)

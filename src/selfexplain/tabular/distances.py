@@ -160,18 +160,23 @@ def nearest_by_class(
     point_class: np.ndarray,
     query_rows: np.ndarray,
     wanted_class: np.ndarray,
+    transforms: dict[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest grid point labelled `wanted_class[i]` from grid point `query_rows[i]`: (grid index, distance).
 
     `points` is the full grid in grid order and `point_class` its labels. A negative wanted class or query row
     has nothing to search and gets index -1 and distance NaN. Distances are recomputed directly in float64.
+    Pass the same `transforms` dict to calls over the same labels to compute each class's transform once.
     """
+    transforms = {} if transforms is None else transforms
     query_rows = np.asarray(query_rows, dtype=np.int64)
     wanted_class = np.asarray(wanted_class, dtype=np.int64)
     idx = np.full(len(query_rows), -1, dtype=np.int64)
     for c in np.unique(wanted_class[(wanted_class >= 0) & (query_rows >= 0)]):
         rows = np.flatnonzero((wanted_class == c) & (query_rows >= 0))
-        idx[rows] = nearest_of_class(metric, point_class, int(c))[query_rows[rows]]
+        if int(c) not in transforms:
+            transforms[int(c)] = nearest_of_class(metric, point_class, int(c))
+        idx[rows] = transforms[int(c)][query_rows[rows]]
     dist = np.full(len(query_rows), np.nan)
     found = idx >= 0
     dist[found] = metric.rowwise(points[query_rows[found]], points[idx[found]])

@@ -30,12 +30,6 @@ def build_grid(spec: DatasetSpec) -> pd.DataFrame:
     return frame
 
 
-def grid_index(spec: DatasetSpec, grid: pd.DataFrame) -> dict[tuple[float, ...], int]:
-    """Map a feature tuple to its row id; used to decide whether a counterfactual lies on the grid."""
-    values = grid[spec.columns].to_numpy(dtype=np.float64)
-    return {tuple(row): int(i) for i, row in zip(grid["id"].to_numpy(), values, strict=True)}
-
-
 def lookup_rows(spec: DatasetSpec, grid: pd.DataFrame, values: np.ndarray) -> np.ndarray:
     """Row id for each row of `values` (n x features), -1 where the point is not on the grid (or has NaN).
 
