@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/sce.smk"
+include: "rules/simulatability.smk"
 include: "rules/report.smk"
 
 

@@ -31,8 +31,8 @@ def start_server(log_dir: Path) -> tuple[subprocess.Popen, str]:
 
 def chats(n: int) -> list[tuple[dict, ...]]:
     from selfexplain.llm.catalog import parse_entry
+    from selfexplain.prompts import load_template
     from selfexplain.sce.elicit import first_pass_messages
-    from selfexplain.sce.prompts import load_template
     from selfexplain.tabular.features import load_dataset_spec
     from selfexplain.tabular.grids import build_grid
 

@@ -1,5 +1,6 @@
-# Config access, model and dataset tables, wildcard constraints and target lists.
-# All logic lives in the selfexplain package; this file only wires it to Snakemake.
+# Config access, model and dataset tables, wildcard constraints, resources and target lists of both studies.
+# All logic lives in the selfexplain package; this file only wires it to Snakemake. Helpers that differ by study
+# take the study as a parameter.
 import json
 import os
 import re
@@ -15,7 +16,8 @@ os.environ.update(
 
 from selfexplain.config import validate_config
 from selfexplain.llm.sizing import job_resources
-from selfexplain.sce.prompts import load_template
+from selfexplain.prompts import load_template
+from selfexplain.simulatability.config import MORAL_MACHINES, tabular_dataset_names
 from selfexplain.tabular.features import load_dataset_spec
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -25,72 +27,107 @@ config, CATALOG = validate_config(
     SCHEMAS / "catalog.schema.yaml",
 )
 ENV = "../workflow/envs/selfexplain.yaml"
-MODELS = config["models"]
+STUDIES = config["studies"]
+SCE = config["sce"]
+SIM = config["simulatability"]
 # Anthropic batch ids live beside the journals, so a killed batch job resumes its batch instead of paying twice.
 os.environ.update(
     SELFEXPLAIN_BATCH_STATE_DIR=str(Path(config["journal_dir"]) / "anthropic_batches")
 )
-SCE = config["sce"]
 
 
 def _alternatives(names):
-    return "|".join(re.escape(n) for n in names)
+    """A wildcard pattern matching exactly these names (a never-matching one when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
+def study_models(study):
+    """Catalog names of the models a study runs."""
+    return {"sce": SCE["models"]}.get(study, []) if study in STUDIES else []
+
+
+def sim_tabular_datasets():
+    """The simulatability datasets built from raw tables (Moral Machines is generated)."""
+    return [d for d in SIM["datasets"] if d != MORAL_MACHINES]
+
+
+# One block for both studies. sce grids and simulatability datasets share names (income, heart_disease) but are
+# different things, so each study has its own wildcard: {grid} for sce, {dataset} for simulatability.
 wildcard_constraints:
-    model=_alternatives(MODELS),
-    dataset=_alternatives(SCE["datasets"]),
+    model=_alternatives(study_models("sce")),
+    grid=_alternatives(SCE["datasets"]),
     prompt=_alternatives(SCE["prompts"]),
+    dataset=_alternatives(tabular_dataset_names()),
 
 
-def model_entry(wildcards):
+# -- models ------------------------------------------------------------------------------------------------------
+def model_entry(wildcard="model"):
     """The catalog entry as JSON: a params value, so editing a model's settings reruns its jobs."""
-    return json.dumps(CATALOG[wildcards.model].raw, sort_keys=True)
+
+    def entry(wildcards):
+        return json.dumps(CATALOG[wildcards[wildcard]].raw, sort_keys=True)
+
+    return entry
 
 
-def model_gpus(wildcards):
-    return CATALOG[wildcards.model].gpus
+def model_gpus(wildcard="model"):
+    def gpus(wildcards):
+        return CATALOG[wildcards[wildcard]].gpus
+
+    return gpus
 
 
-def _job(wildcards, attempt):
-    """Resources of one inference job: one request per grid point of the dataset."""
-    n_requests = load_dataset_spec(wildcards.dataset).n_rows
-    return job_resources(CATALOG[wildcards.model], n_requests, attempt)
+def api_slot(provider, wildcard="model"):
+    """1 for jobs of a model served by `provider`, so a global api_<provider> limit caps them."""
+
+    def slot(wildcards):
+        return int(CATALOG[wildcards[wildcard]].api_provider == provider)
+
+    return slot
 
 
-def inference_mem_mb(wildcards, attempt):
-    return _job(wildcards, attempt).mem_mb
+def catalog_entries():
+    models = dict.fromkeys(m for s in STUDIES for m in study_models(s))
+    return {m: CATALOG[m].raw for m in models}
 
 
-def inference_runtime(wildcards, attempt):
-    """Minutes; grows with the attempt."""
-    return _job(wildcards, attempt).runtime
+# -- inference jobs ----------------------------------------------------------------------------------------------
+def _request_count(study, wildcards):
+    """Requests one inference job of the study sends (sizes its memory and runtime)."""
+    if study == "sce":
+        return load_dataset_spec(wildcards.grid).n_rows
+    raise ValueError(f"no request count for study {study!r}")
 
 
-def inference_cpus(wildcards, attempt):
-    return _job(wildcards, attempt).cpus_per_task
+def inference_resource(study, key, wildcard="model"):
+    """mem_mb, runtime (minutes) or cpus_per_task of an inference job, from its model and size; grows with attempt."""
+
+    def resource(wildcards, attempt):
+        sizes = job_resources(
+            CATALOG[wildcards[wildcard]], _request_count(study, wildcards), attempt
+        )
+        return getattr(sizes, key)
+
+    return resource
 
 
+def journal_path(study, stage, *names, wildcard="model"):
+    """journal/<model>/<study>_<stage>/<wildcard values>.jsonl, outside the rule's outputs."""
+
+    def path(wildcards):
+        parts = [config["journal_dir"], wildcards[wildcard], f"{study}_{stage}"]
+        return str(Path(*parts, *(wildcards[n] for n in names))) + ".jsonl"
+
+    return path
+
+
+# -- sce ---------------------------------------------------------------------------------------------------------
 def first_pass_template(wildcards):
-    return str(
-        load_template(SCE["prompt_dir"], SCE["first_pass"], wildcards.dataset).path
-    )
+    return str(load_template(SCE["prompt_dir"], SCE["first_pass"], wildcards.grid).path)
 
 
 def followup_template(wildcards):
-    return str(
-        load_template(SCE["prompt_dir"], wildcards.prompt, wildcards.dataset).path
-    )
-
-
-def journal_path(stage):
-    def path(wildcards):
-        parts = [config["journal_dir"], wildcards.model, stage, wildcards.dataset]
-        if "prompt" in wildcards.keys():
-            parts.append(wildcards.prompt)
-        return str(Path(*parts)) + ".jsonl"
-
-    return path
+    return str(load_template(SCE["prompt_dir"], wildcards.prompt, wildcards.grid).path)
 
 
 def prompt_distance(wildcards):
@@ -98,8 +135,13 @@ def prompt_distance(wildcards):
 
 
 def sce_runs():
-    """(model, dataset, prompt) of every scored run, in config order."""
-    return [(m, d, p) for m in MODELS for d in SCE["datasets"] for p in SCE["prompts"]]
+    """(model, grid, prompt) of every scored run, in config order."""
+    return [
+        (m, d, p)
+        for m in study_models("sce")
+        for d in SCE["datasets"]
+        for p in SCE["prompts"]
+    ]
 
 
 def sce_metrics_files():
@@ -110,37 +152,55 @@ def sce_boundary_figures():
     return [f"results/sce/figures/boundary/{m}__{d}__{p}.png" for m, d, p in sce_runs()]
 
 
-def usage_items():
-    """(table, model, rule, column prefix) of every inference output, for results/usage.csv."""
+# -- simulatability ------------------------------------------------------------------------------------------------
+def raw_source(wildcards):
+    """The configured source of a dataset's raw table (empty: the spec's default)."""
+    return SIM["raw"]["sources"].get(wildcards.dataset, {})
+
+
+def raw_source_files(wildcards):
+    """A user's own raw file is an input, so replacing it rebuilds what depends on it."""
+    source = raw_source(wildcards)
+    return [source["path"]] if source.get("kind") == "file" else []
+
+
+def sim_pairs_files():
+    return [f"results/simulatability/pairs/{d}.parquet" for d in SIM["datasets"]]
+
+
+# -- usage and targets ---------------------------------------------------------------------------------------------
+def usage_items(study):
+    """(table, model, rule, column prefix) of every inference output of a study, for results/usage.csv."""
     items = []
-    for m in MODELS:
-        for d in SCE["datasets"]:
-            items.append(
-                (f"results/sce/{m}/{d}/predictions.parquet", m, "sce_predict", "first_")
-            )
-            for p in SCE["prompts"]:
-                path = f"results/sce/{m}/{d}/{p}/counterfactuals.parquet"
-                items.append((path, m, "sce_elicit", "followup_"))
+    if study == "sce":
+        for m in study_models("sce"):
+            for d in SCE["datasets"]:
+                path = f"results/sce/{m}/{d}/predictions.parquet"
+                items.append((path, m, "sce_predict", "first_"))
+                for p in SCE["prompts"]:
+                    path = f"results/sce/{m}/{d}/{p}/counterfactuals.parquet"
+                    items.append((path, m, "sce_elicit", "followup_"))
     return items
 
 
-def catalog_entries():
-    return {m: CATALOG[m].raw for m in MODELS}
+def all_usage_items():
+    return [item for study in STUDIES for item in usage_items(study)]
 
 
-def api_slot(provider):
-    """1 for jobs of a model served by `provider`, so a global api_<provider> limit caps them."""
-
-    def slot(wildcards):
-        return int(CATALOG[wildcards.model].api_provider == provider)
-
-    return slot
+def study_targets(study):
+    if study == "sce":
+        return [
+            "results/sce/summary.csv",
+            "results/sce/figures/validity_vs_minimality.png",
+            *sce_boundary_figures(),
+        ]
+    if study == "simulatability":
+        return ["results/simulatability/eval_set.parquet"]
+    return []
 
 
 def all_targets():
-    return [
-        "results/usage.csv",
-        "results/sce/summary.csv",
-        "results/sce/figures/validity_vs_minimality.png",
-        *sce_boundary_figures(),
-    ]
+    targets = [t for study in STUDIES for t in study_targets(study)]
+    if all_usage_items():
+        targets.insert(0, "results/usage.csv")
+    return targets

@@ -52,14 +52,14 @@ rule sce_plot_boundary:
         grid=rules.sce_grid.output[0],
     output:
         report(
-            "results/sce/figures/boundary/{model}__{dataset}__{prompt}.png",
+            "results/sce/figures/boundary/{model}__{grid}__{prompt}.png",
             caption="../workflow/report/sce_boundary.rst",
             category="sce",
             subcategory="decision boundaries",
-            labels={"model": "{model}", "dataset": "{dataset}", "prompt": "{prompt}"},
+            labels={"model": "{model}", "dataset": "{grid}", "prompt": "{prompt}"},
         ),
     log:
-        "logs/sce_plot_boundary/{model}__{dataset}__{prompt}.log",
+        "logs/sce_plot_boundary/{model}__{grid}__{prompt}.log",
     conda:
         ENV
     params:
@@ -70,7 +70,7 @@ rule sce_plot_boundary:
 
 rule usage_summary:
     input:
-        [item[0] for item in usage_items()],
+        [item[0] for item in all_usage_items()],
     output:
         report(
             "results/usage.csv",
@@ -83,7 +83,7 @@ rule usage_summary:
     conda:
         ENV
     params:
-        tables=usage_items(),
+        tables=all_usage_items(),
         entries=catalog_entries(),
     script:
         "../workflow/scripts/usage_summary.py"

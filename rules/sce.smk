@@ -7,9 +7,9 @@ localrules:
 
 rule sce_grid:
     output:
-        "resources/sce/{dataset}/grid.parquet",
+        "resources/sce/{grid}/grid.parquet",
     log:
-        "logs/sce_grid/{dataset}.log",
+        "logs/sce_grid/{grid}.log",
     conda:
         ENV
     script:
@@ -21,26 +21,26 @@ rule sce_predict:
         grid=rules.sce_grid.output[0],
         template=first_pass_template,
     output:
-        "results/sce/{model}/{dataset}/predictions.parquet",
+        "results/sce/{model}/{grid}/predictions.parquet",
     log:
-        "logs/sce_predict/{model}/{dataset}.log",
+        "logs/sce_predict/{model}/{grid}.log",
     benchmark:
-        "benchmarks/sce_predict/{model}/{dataset}.tsv"
+        "benchmarks/sce_predict/{model}/{grid}.tsv"
     conda:
         ENV
     threads: 1
     resources:
-        gpu=model_gpus,
-        mem_mb=inference_mem_mb,
-        runtime=inference_runtime,
-        cpus_per_task=inference_cpus,
+        gpu=model_gpus(),
+        mem_mb=inference_resource("sce", "mem_mb"),
+        runtime=inference_resource("sce", "runtime"),
+        cpus_per_task=inference_resource("sce", "cpus_per_task"),
         api_openai=api_slot("openai"),
         api_anthropic=api_slot("anthropic"),
         api_openrouter=api_slot("openrouter"),
         api_local=api_slot("local"),
     params:
-        model=model_entry,
-        journal=journal_path("sce_predict"),
+        model=model_entry(),
+        journal=journal_path("sce", "predict", "grid"),
         progress=config["progress"],
     script:
         "../workflow/scripts/sce_predict.py"
@@ -52,26 +52,26 @@ rule sce_elicit:
         first_template=first_pass_template,
         template=followup_template,
     output:
-        "results/sce/{model}/{dataset}/{prompt}/counterfactuals.parquet",
+        "results/sce/{model}/{grid}/{prompt}/counterfactuals.parquet",
     log:
-        "logs/sce_elicit/{model}/{dataset}/{prompt}.log",
+        "logs/sce_elicit/{model}/{grid}/{prompt}.log",
     benchmark:
-        "benchmarks/sce_elicit/{model}/{dataset}/{prompt}.tsv"
+        "benchmarks/sce_elicit/{model}/{grid}/{prompt}.tsv"
     conda:
         ENV
     threads: 1
     resources:
-        gpu=model_gpus,
-        mem_mb=inference_mem_mb,
-        runtime=inference_runtime,
-        cpus_per_task=inference_cpus,
+        gpu=model_gpus(),
+        mem_mb=inference_resource("sce", "mem_mb"),
+        runtime=inference_resource("sce", "runtime"),
+        cpus_per_task=inference_resource("sce", "cpus_per_task"),
         api_openai=api_slot("openai"),
         api_anthropic=api_slot("anthropic"),
         api_openrouter=api_slot("openrouter"),
         api_local=api_slot("local"),
     params:
-        model=model_entry,
-        journal=journal_path("sce_elicit"),
+        model=model_entry(),
+        journal=journal_path("sce", "elicit", "grid", "prompt"),
         seed=SCE["seed"],
         progress=config["progress"],
     script:
@@ -83,12 +83,12 @@ rule sce_score:
         counterfactuals=rules.sce_elicit.output[0],
         grid=rules.sce_grid.output[0],
     output:
-        scores="results/sce/{model}/{dataset}/{prompt}/scores.parquet",
-        metrics="results/sce/{model}/{dataset}/{prompt}/metrics.json",
+        scores="results/sce/{model}/{grid}/{prompt}/scores.parquet",
+        metrics="results/sce/{model}/{grid}/{prompt}/metrics.json",
     log:
-        "logs/sce_score/{model}/{dataset}/{prompt}.log",
+        "logs/sce_score/{model}/{grid}/{prompt}.log",
     benchmark:
-        "benchmarks/sce_score/{model}/{dataset}/{prompt}.tsv"
+        "benchmarks/sce_score/{model}/{grid}/{prompt}.tsv"
     conda:
         ENV
     resources:

@@ -76,13 +76,14 @@ def params_b(model_id: str) -> float:
 def job_tokens(job: dict[str, str], config: dict, catalog: dict) -> tuple[float, float]:
     """(prompt tokens, output tokens) of one inference job, from its real prompts."""
     from selfexplain.llm.catalog import parse_entry
-    from selfexplain.sce.prompts import first_pass_fields, followup_fields, load_template
+    from selfexplain.prompts import load_template
+    from selfexplain.sce.prompts import first_pass_fields, followup_fields
     from selfexplain.tabular.features import load_dataset_spec
     from selfexplain.tabular.grids import build_grid
 
     sce = config.get("sce", {})
     prompt_dir = REPO / sce.get("prompt_dir", "config/prompts/sce")
-    spec = load_dataset_spec(job["dataset"])
+    spec = load_dataset_spec(job["grid"])
     descriptions = build_grid(spec)["description"]
     first = load_template(prompt_dir, sce.get("first_pass", "first_pass"), spec.name)
     first_chars = sum(len(first.render(first_pass_fields(spec, d))) for d in descriptions)

@@ -33,23 +33,49 @@ def _validate(config):
 @pytest.mark.parametrize("name", ["config/config.yaml", "config/paper.yaml"])
 def test_shipped_configs_are_valid(workdir, name):
     config, catalog = _validate(_load(name))
-    assert set(config["models"]) <= set(catalog)
+    assert set(config["sce"]["models"]) <= set(catalog)
 
 
 def test_defaults_are_filled(workdir):
-    config, _ = _validate({"models": ["synthetic-exact"]})
+    config, _ = _validate({"sce": {"models": ["synthetic-exact"]}})
+    assert config["studies"] == ["sce", "simulatability"]
     assert config["sce"]["datasets"] == ["income", "house_prices", "heart_disease"]
     assert config["sce"]["bootstrap"] == {"resamples": 1000, "seed": 0}
     assert config["journal_dir"] == "journal"
+    sim = config["simulatability"]
+    assert sim["datasets"] == ["attrition", "heart_disease", "income", "moral_machines"]
+    assert sim["hamming"] == {
+        "max_distance": 2,
+        "min_group_size": 5,
+        "max_group_size": 10,
+        "max_imbalance": 0.3,
+        "seed": 42,
+        "max_centres": {"income": 500, "bank_marketing": 500},
+        "cap_seed": 42,
+    }
+    assert sim["eval_set"] == {"size": 1000, "unit": "rows", "seed": 42}
+    assert sim["moral_machines"] == {"scenarios": 15000, "seed": 42, "both_orders": False}
+
+
+def test_a_study_left_out_needs_no_models(workdir):
+    config, _ = _validate({"studies": ["simulatability"]})
+    assert config["sce"]["models"] == []
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
         (lambda c: c.update(modles=["x"]), r"config: Additional properties.*'modles'.*allowed keys: \['catalog'"),
+        (
+            lambda c: c.update(studies=["sce", "sim"]),
+            r"config\.studies\[1\]: 'sim' is not one of \['sce', 'simulatability'\]",
+        ),
         (lambda c: c["sce"].update(seed="x"), r"config\.sce\.seed: 'x' is not of type 'integer'"),
         (lambda c: c["sce"].update(distance="cosine"), r"config\.sce\.distance: 'cosine' is not one of"),
-        (lambda c: c.update(models=["gpt-5"]), r"config\.models\[0\]: 'gpt-5' is not one of \[.*'synthetic-exact'"),
+        (
+            lambda c: c["sce"].update(models=["gpt-5"]),
+            r"config\.sce\.models\[0\]: 'gpt-5' is not one of \[.*'synthetic-exact'",
+        ),
         (
             lambda c: c["sce"].update(datasets=["income", "titanic"]),
             r"config\.sce\.datasets\[1\]: 'titanic' is not one of \['heart_disease', 'house_prices', 'income'\]",
@@ -59,7 +85,48 @@ def test_defaults_are_filled(workdir):
             r"config\.sce\.prompts\[0\]: 'minimalist' is not one of \[",
         ),
         (lambda c: c["sce"]["bootstrap"].update(resamples=-1), r"config\.sce\.bootstrap\.resamples: -1 is less than"),
-        (lambda c: c.update(models=[]), r"config\.models: \[\] should be non-empty"),
+        (lambda c: c["sce"].update(models=[]), r"config\.sce\.models: name at least one catalog model"),
+        (
+            lambda c: c["simulatability"].update(datasets=["income", "titanic"]),
+            r"config\.simulatability\.datasets\[1\]: 'titanic' is not one of \['attrition', 'bank_marketing', "
+            r"'breast_cancer_recurrence', 'heart_disease', 'income', 'moral_machines', 'pima_diabetes'\]",
+        ),
+        (
+            lambda c: c["simulatability"]["raw"].update(sources={"titanic": {"kind": "url"}}),
+            r"config\.simulatability\.raw\.sources: 'titanic' is not one of \['attrition'",
+        ),
+        (
+            lambda c: c["simulatability"]["raw"].update(sources={"income": {"kind": "ftp"}}),
+            r"config\.simulatability\.raw\.sources\.income\.kind: 'ftp' is not one of \['url', 'package', 'file'\]",
+        ),
+        (
+            lambda c: c["simulatability"]["raw"].update(sources={"income": {"kind": "file"}}),
+            r"config\.simulatability\.raw\.sources\.income\.path: required for kind file",
+        ),
+        (
+            lambda c: c["simulatability"]["raw"].update(sources={"income": {"kind": "url", "path": "x.csv"}}),
+            r"config\.simulatability\.raw\.sources\.income\.path: only used with kind file",
+        ),
+        (
+            lambda c: c["simulatability"]["hamming"].update(max_imbalance=0),
+            r"config\.simulatability\.hamming\.max_imbalance: 0 is less than or equal to the minimum of 0",
+        ),
+        (
+            lambda c: c["simulatability"]["hamming"].update(min_group_size=11),
+            r"config\.simulatability\.hamming\.min_group_size: larger than max_group_size \(11 > 10\)",
+        ),
+        (
+            lambda c: c["simulatability"]["hamming"].update(max_centres={"titanic": 5}),
+            r"config\.simulatability\.hamming\.max_centres: 'titanic' is not one of",
+        ),
+        (
+            lambda c: c["simulatability"]["eval_set"].update(unit="centres"),
+            r"config\.simulatability\.eval_set\.unit: 'centres' is not one of \['rows', 'pairs'\]",
+        ),
+        (
+            lambda c: c["simulatability"]["moral_machines"].update(scenarios="many"),
+            r"config\.simulatability\.moral_machines\.scenarios: 'many' is not of type 'integer'",
+        ),
     ],
 )
 def test_bad_config_values_are_named(workdir, change, expected):
@@ -87,8 +154,8 @@ def test_missing_catalog_file_is_named(workdir):
             r"models\.bad\.api_key_env: .* does not match",
         ),
         (
-            {"backend": "synthetic", "model_id": "x", "synthetic": {"counterfactual": "wild"}},
-            r"models\.bad\.synthetic\.counterfactual: 'wild' is not one of \['exact', 'overshoot', 'timid'\]",
+            {"backend": "synthetic", "model_id": "x", "synthetic": {"sce": {"counterfactual": "wild"}}},
+            r"models\.bad\.synthetic\.sce\.counterfactual: 'wild' is not one of \['exact', 'overshoot', 'timid'\]",
         ),
         ({"backend": "vllm", "model_id": "x", "gpus": "two"}, r"models\.bad\.gpus: 'two' is not of type 'integer'"),
         ({"backend": "openai", "model_id": "x", "provider": "azure"}, r"models\.bad\.provider: 'azure' is not one of"),

@@ -19,10 +19,10 @@ from selfexplain.llm.backends import make_backend
 from selfexplain.llm.catalog import parse_entry
 from selfexplain.llm.runner import run_requests
 from selfexplain.llm.synthetic import SyntheticModel
-from selfexplain.llm.thinking import split_thinking
 from selfexplain.llm.types import ChatRequest
+from selfexplain.parsing.thinking import split_thinking
+from selfexplain.prompts import load_template
 from selfexplain.sce.elicit import first_pass_messages
-from selfexplain.sce.prompts import load_template
 from selfexplain.serve import FaultConfig, ServerThread
 from selfexplain.tabular.features import load_dataset_spec
 from selfexplain.tabular.grids import build_grid
@@ -56,7 +56,7 @@ def _log(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("backend", ["openai", "anthropic"])
 def test_two_thousand_requests_at_concurrency_64(tmp_path, backend):
-    model = SyntheticModel({"counterfactual": "exact", "noise": NOISE})
+    model = SyntheticModel({"sce": {"counterfactual": "exact", "noise": NOISE}})
     chats = _chats(2000)
     with ServerThread({"m": model}, request_log=tmp_path / "requests.jsonl") as server:
         url = server.base_url if backend == "openai" else server.root_url
@@ -78,7 +78,7 @@ def test_two_thousand_requests_at_concurrency_64(tmp_path, backend):
 
 @pytest.mark.parametrize("backend", ["openai", "anthropic"])
 def test_injected_429_and_500_are_retried_until_everything_completes(tmp_path, backend):
-    model = SyntheticModel({"counterfactual": "exact"})
+    model = SyntheticModel({"sce": {"counterfactual": "exact"}})
     chats = _chats(1000)
     faults = FaultConfig(rate_limit_rate=0.05, error_rate=0.05, retry_after=0.05, seed=3)
     with ServerThread({"m": model}, faults=faults, request_log=tmp_path / "requests.jsonl") as server:
@@ -114,8 +114,8 @@ def test_two_models_with_identical_prompts_never_share_an_answer(tmp_path):
             )
         )
     models = {
-        "exact": SyntheticModel({"counterfactual": "exact"}),
-        "timid": SyntheticModel({"counterfactual": "timid"}),
+        "exact": SyntheticModel({"sce": {"counterfactual": "exact"}}),
+        "timid": SyntheticModel({"sce": {"counterfactual": "timid"}}),
     }
     journal = tmp_path / "shared-journal.jsonl"  # the worst case: both models write the same journal
     with ServerThread(models, request_log=tmp_path / "requests.jsonl") as server:
@@ -164,8 +164,13 @@ def _served_catalog(url: str) -> dict:
 
 def test_workflow_through_serve_equals_in_process(tmp_path):
     config = {
-        "models": ["synthetic-exact", "synthetic-timid", "served-exact", "served-timid"],
-        "sce": {"datasets": ["heart_disease"], "prompts": ["minimal"], "bootstrap": {"resamples": 100}},
+        "studies": ["sce"],
+        "sce": {
+            "models": ["synthetic-exact", "synthetic-timid", "served-exact", "served-timid"],
+            "datasets": ["heart_disease"],
+            "prompts": ["minimal"],
+            "bootstrap": {"resamples": 100},
+        },
     }
     catalog_path = tmp_path / "serve_catalog.yaml"
     catalog_path.write_text((REPO / "config/models.yaml").read_text())
@@ -183,7 +188,7 @@ def test_workflow_through_serve_equals_in_process(tmp_path):
         served = summary.loc[f"served-{behaviour}", metrics]
         pd.testing.assert_series_equal(local, served, check_names=False)
     usage = pd.read_csv(workdir / "results/usage.csv")
-    assert set(usage["model"]) == set(config["models"])
+    assert set(usage["model"]) == set(config["sce"]["models"])
 
 
 @pytest.mark.parametrize("backend", ["openai", "anthropic"])
@@ -198,8 +203,13 @@ def test_killed_snakemake_resumes_without_paying_twice(tmp_path, backend):
             served = catalog["models"]["served-exact"]
             served.update(backend="anthropic", base_url=url, sampling={"temperature": None})
         config = {
-            "models": ["served-exact"],
-            "sce": {"datasets": ["income"], "prompts": ["minimal"], "bootstrap": {"resamples": 0}},
+            "studies": ["sce"],
+            "sce": {
+                "models": ["served-exact"],
+                "datasets": ["income"],
+                "prompts": ["minimal"],
+                "bootstrap": {"resamples": 0},
+            },
         }
         workdir = _workdir(tmp_path / "work", config, catalog)
         journal = workdir / "journal/served-exact/sce_predict/income.jsonl"

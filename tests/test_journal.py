@@ -81,8 +81,8 @@ def test_failed_requests_are_recorded_but_asked_again(tmp_path):
 
 
 def test_two_models_with_identical_prompts_never_share_a_key():
-    a = parse_entry("a", {"backend": "synthetic", "model_id": "x", "synthetic": {"counterfactual": "exact"}})
-    b = parse_entry("b", {"backend": "synthetic", "model_id": "x", "synthetic": {"counterfactual": "timid"}})
+    a = parse_entry("a", {"backend": "synthetic", "model_id": "x", "synthetic": {"sce": {"counterfactual": "exact"}}})
+    b = parse_entry("b", {"backend": "synthetic", "model_id": "x", "synthetic": {"sce": {"counterfactual": "timid"}}})
     c = parse_entry("c", {"backend": "openai", "model_id": "gpt", "base_url": "http://one"})
     d = parse_entry("d", {"backend": "openai", "model_id": "gpt", "base_url": "http://two"})
     keys = {_requests(["same"], e.identity)[0].key for e in (a, b, c, d)}

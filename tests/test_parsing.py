@@ -6,17 +6,17 @@ import random
 
 import pytest
 
+from selfexplain.parsing.jsontext import extract_json_objects
+from selfexplain.parsing.labels import normalise_label
+from selfexplain.parsing.thinking import strip_thinking
 from selfexplain.sce.parsing import (
     ANSWER_STATUSES,
     COUNTERFACTUAL_STATUSES,
     AnswerParse,
     CounterfactualParse,
-    extract_json_objects,
-    normalise_label,
     parse_answer,
     parse_counterfactual,
     parse_feature_value,
-    strip_thinking,
 )
 from selfexplain.tabular.features import Feature, load_dataset_spec
 

@@ -8,8 +8,9 @@ import pytest
 
 from selfexplain.cli import main
 from selfexplain.errors import ConfigError, InputError
+from selfexplain.prompts import available_prompts, load_template
 from selfexplain.sce.prompt_import import convert_format_string
-from selfexplain.sce.prompts import available_prompts, first_pass_fields, followup_fields, load_template
+from selfexplain.sce.prompts import first_pass_fields, followup_fields
 from selfexplain.tabular.features import load_dataset_spec
 from tests.conftest import REPO
 

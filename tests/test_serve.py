@@ -16,7 +16,8 @@ import openai
 import pytest
 
 from selfexplain.llm.synthetic import SyntheticModel
-from selfexplain.sce.prompts import first_pass_fields, followup_fields, load_template
+from selfexplain.prompts import load_template
+from selfexplain.sce.prompts import first_pass_fields, followup_fields
 from selfexplain.serve import (
     FaultConfig,
     ServerThread,
@@ -45,7 +46,7 @@ def income_prompts() -> list[str]:
     spec = load_dataset_spec("income")
     grid = build_grid(spec)
     template = load_template(PROMPTS, "first_pass", "income")
-    model = SyntheticModel({"counterfactual": "exact"})
+    model = SyntheticModel({"sce": {"counterfactual": "exact"}})
     prompts, seen = [], set()
     for description in grid["description"]:
         prompt = template.render(first_pass_fields(spec, description))

@@ -40,8 +40,13 @@ CATALOG = REPO / "tests" / "slurm_models.yaml"
 GPU_MODEL = "synthetic-gpu"
 CPU_MODEL = "synthetic-exact"
 TINY = {
-    "models": [CPU_MODEL, GPU_MODEL],
-    "sce": {"datasets": ["income"], "prompts": ["minimal"], "bootstrap": {"resamples": 50, "seed": 0}},
+    "studies": ["sce"],
+    "sce": {
+        "models": [CPU_MODEL, GPU_MODEL],
+        "datasets": ["income"],
+        "prompts": ["minimal"],
+        "bootstrap": {"resamples": 50, "seed": 0},
+    },
 }
 INFERENCE_RULES = {"sce_predict", "sce_elicit"}
 SLURM_RULES = {*INFERENCE_RULES, "sce_score"}
@@ -160,12 +165,12 @@ def test_gpu_models_inference_jobs_go_to_the_gpu_partition(slurm_cluster, tmp_pa
     result = _snakemake_on_slurm(workdir)
     assert result.returncode == 0, f"snakemake failed ({result.returncode}):\n{result.stdout[-6000:]}"
     summary = pd.read_csv(workdir / "results/sce/summary.csv")
-    assert sorted(summary["model"]) == sorted(TINY["models"])
+    assert sorted(summary["model"]) == sorted(TINY["sce"]["models"])
 
     jobs = _jobs_in(workdir)
     described = "\n".join(str(job) for job in jobs)
     # exactly the non-local jobs went to Slurm, once each, and all completed
-    expected = sorted((rule, model) for rule in SLURM_RULES for model in TINY["models"])
+    expected = sorted((rule, model) for rule in SLURM_RULES for model in TINY["sce"]["models"])
     assert sorted((job["rule"], job["wildcards"].split("_")[0]) for job in jobs) == expected, described
     assert all(job["state"] == "COMPLETED" for job in jobs), described
     for job in jobs:

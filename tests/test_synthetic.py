@@ -8,9 +8,10 @@ import pytest
 
 from selfexplain.llm.backends import make_backend
 from selfexplain.llm.catalog import parse_entry
-from selfexplain.llm.synthetic import SyntheticModel, number_to_words
+from selfexplain.llm.synthetic import SyntheticModel
+from selfexplain.parsing.numbers import number_to_words
+from selfexplain.prompts import load_template
 from selfexplain.sce import elicit
-from selfexplain.sce.prompts import load_template
 from selfexplain.sce.scoring import score_table
 from selfexplain.tabular.features import load_dataset_spec
 from selfexplain.tabular.grids import build_grid
@@ -34,7 +35,7 @@ def _run(tmp_path, behaviour, dataset, noise=None, prompt="minimal"):
         {
             "backend": "synthetic",
             "model_id": f"test/{behaviour}",
-            "synthetic": {"counterfactual": behaviour, "noise": noise or {}},
+            "synthetic": {"sce": {"counterfactual": behaviour, "noise": noise or {}}},
         },
     )
     spec = load_dataset_spec(dataset)
@@ -80,7 +81,7 @@ def test_noise_free_exact_model_answers_clean_json(tmp_path):
 
 def test_synthetic_model_reads_the_record_behind_any_wording():
     spec = load_dataset_spec("income")
-    model = SyntheticModel({"counterfactual": "exact"})
+    model = SyntheticModel({"sce": {"counterfactual": "exact"}})
     record = spec.describe({"AGEP": 40.0, "SCHL": 22.0})
     first = model.respond([{"role": "user", "content": f"Tell me.\n{record}\nanswer in JSON"}])
     assert json.loads(first) == {"answer": "Above $50,000"}

@@ -57,8 +57,13 @@ def _snakemake(workdir: Path, *args: str, check: bool = True):
 
 
 TINY = {
-    "models": ["synthetic-exact", "synthetic-timid"],
-    "sce": {"datasets": ["income"], "prompts": ["standard", "minimal"], "bootstrap": {"resamples": 50, "seed": 0}},
+    "studies": ["sce"],
+    "sce": {
+        "models": ["synthetic-exact", "synthetic-timid"],
+        "datasets": ["income"],
+        "prompts": ["standard", "minimal"],
+        "bootstrap": {"resamples": 50, "seed": 0},
+    },
 }
 
 
@@ -72,7 +77,7 @@ def test_tiny_workflow_produces_every_declared_output(tmp_path):
         "results/usage.csv",
         "results/sce/validity_vs_minimality.png".replace("sce/", "sce/figures/"),
     ]
-    for model in TINY["models"]:
+    for model in TINY["sce"]["models"]:
         expected.append(f"results/sce/{model}/income/predictions.parquet")
         for prompt in TINY["sce"]["prompts"]:
             run = f"results/sce/{model}/income/{prompt}"
@@ -125,10 +130,10 @@ def test_changing_one_models_settings_reruns_only_its_jobs(tmp_path):
 
 
 def test_unknown_model_fails_at_parse_time_naming_the_key(tmp_path):
-    workdir = _workdir(tmp_path, {**TINY, "models": ["synthetic-exact", "gpt-7"]})
+    workdir = _workdir(tmp_path, {**TINY, "sce": {**TINY["sce"], "models": ["synthetic-exact", "gpt-7"]}})
     result = _snakemake(workdir, "-n", check=False)
     assert result.returncode != 0
-    assert "config.models[1]: 'gpt-7' is not one of" in result.stdout + result.stderr
+    assert "config.sce.models[1]: 'gpt-7' is not one of" in result.stdout + result.stderr
 
 
 def _journal_lines(path: Path) -> int:
@@ -142,13 +147,18 @@ def test_killed_inference_job_resumes_without_asking_twice(tmp_path):
             "slow-synthetic": {
                 "backend": "synthetic",
                 "model_id": "selfexplain/slow",
-                "synthetic": {"counterfactual": "exact", "latency_s": 0.004, "call_log": str(call_log)},
+                "synthetic": {"sce": {"counterfactual": "exact"}, "latency_s": 0.004, "call_log": str(call_log)},
             }
         }
     }
     config = {
-        "models": ["slow-synthetic"],
-        "sce": {"datasets": ["income"], "prompts": ["minimal"], "bootstrap": {"resamples": 0}},
+        "studies": ["sce"],
+        "sce": {
+            "models": ["slow-synthetic"],
+            "datasets": ["income"],
+            "prompts": ["minimal"],
+            "bootstrap": {"resamples": 0},
+        },
     }
     workdir = _workdir(tmp_path, config, catalog)
     journal = workdir / "journal/slow-synthetic/sce_predict/income.jsonl"

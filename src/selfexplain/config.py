@@ -1,13 +1,15 @@
 """Config and catalog validation with messages that name the key and list what is allowed.
 
-Names that depend on other files (models in the catalog, built-in datasets, prompt templates on disk) are written
-into the schema as enums before validating, so one JSON-schema pass reports every kind of mistake the same way.
-Defaults from the schema are filled in.
+The shared keys have one schema; each study's section has its own (`workflow/schemas/<study>.schema.yaml`) and a
+module `selfexplain.<study>.config` saying which names it may use. Names that depend on other files (models in the
+catalog, built-in datasets, prompt templates on disk) are written into the schema as enums before validating, so
+one JSON-schema pass reports every kind of mistake the same way. Defaults from the schema are filled in.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,7 @@ from jsonschema import Draft202012Validator, validators
 
 from selfexplain.errors import ConfigError
 from selfexplain.llm.catalog import ModelEntry, parse_entry
-from selfexplain.sce.prompts import available_prompts
-from selfexplain.tabular.features import builtin_dataset_names
+from selfexplain.studies import STUDIES
 
 
 def _with_defaults(validator_class: type) -> type:
@@ -75,11 +76,20 @@ def load_catalog(path: str | Path, schema_path: str | Path) -> dict[str, ModelEn
     return {name: parse_entry(name, entry) for name, entry in data["models"].items()}
 
 
-def _set_enum(schema: dict[str, Any], path: list[str], values: list[str]) -> None:
+def _set_enum(schema: dict[str, Any], path: tuple[str, ...], values: list[str]) -> None:
+    """Write allowed names into a schema: `enum` at `path`, or `propertyNames` when the path ends with it."""
     node = schema
-    for key in path:
+    for key in path[:-1]:
         node = node[key]
-    node["enum"] = sorted(values)
+    if path[-1] == "propertyNames":
+        node["propertyNames"] = {"enum": sorted(values)}
+    else:
+        node[path[-1]]["enum"] = sorted(values)
+
+
+def _study_rules(study: str) -> Any:
+    """The study's config module: `name_enums(section, catalog, base)` and `check_section(section, enabled)`."""
+    return importlib.import_module(f"selfexplain.{study}.config")
 
 
 def validate_config(
@@ -88,21 +98,22 @@ def validate_config(
     catalog_schema_path: str | Path,
     base_dir: str | Path = ".",
 ) -> tuple[dict[str, Any], dict[str, ModelEntry]]:
-    """Check the workflow config against its schema and against the catalog, datasets and prompts it names."""
+    """Check the shared keys against `schema_path`, then each study's section against `<study>.schema.yaml` beside
+    it, with the names it may use (catalog models, built-in datasets, templates on disk) written in as enums."""
     base = Path(base_dir)
-    schema = load_yaml(schema_path)
-    # First pass without name enums: fills defaults and learns where the catalog and prompts live.
-    validate(config, schema, root="config")
+    schema_path = Path(schema_path)
+    validate(config, load_yaml(schema_path), root="config")
     catalog = load_catalog(base / config["catalog"], catalog_schema_path)
-    strict = copy.deepcopy(schema)
-    sce = strict["properties"]["sce"]["properties"]
-    _set_enum(strict, ["properties", "models", "items"], list(catalog))
-    _set_enum(sce, ["datasets", "items"], builtin_dataset_names())
-    prompt_dir = base / config["sce"]["prompt_dir"]
-    prompts = available_prompts(prompt_dir)
-    if not prompts:
-        raise ConfigError(f"config.sce.prompt_dir: no prompt templates (*.txt) in {prompt_dir}")
-    _set_enum(sce, ["prompts", "items"], prompts)
-    _set_enum(sce, ["first_pass"], prompts)
-    validate(config, strict, root="config")
+    for study in STUDIES:
+        section = config[study]
+        root = f"config.{study}"
+        schema = load_yaml(schema_path.parent / f"{study}.schema.yaml")
+        # First pass without name enums: fills defaults, which the names may depend on (e.g. the prompt folder).
+        validate(section, schema, root=root)
+        rules = _study_rules(study)
+        strict = copy.deepcopy(schema)
+        for path, values in rules.name_enums(section, catalog, base).items():
+            _set_enum(strict, ("properties", *path), values)
+        validate(section, strict, root=root)
+        rules.check_section(section, enabled=study in config["studies"])
     return config, catalog

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from selfexplain import __version__
+from selfexplain.errors import InputError
 
 PROVENANCE_KEY = b"selfexplain"
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "snakemake", "openai", "anthropic", "vllm", "torch")
@@ -72,6 +73,17 @@ def write_parquet(frame: pd.DataFrame, path: str | Path, provenance: dict[str, A
         table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A Parquet table, or an InputError naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"table not found: {path}")
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise InputError(f"{path}: not a readable Parquet table ({exc})") from exc
 
 
 def read_provenance(path: str | Path) -> dict[str, Any]:

@@ -38,7 +38,8 @@ from typing import IO, Any
 from aiohttp import web
 
 from selfexplain.errors import ConfigError
-from selfexplain.llm.synthetic import BEHAVIOURS, SyntheticModel
+from selfexplain.llm.synthetic import SyntheticModel
+from selfexplain.sce.synthetic import BEHAVIOURS
 
 HASHED_FIELDS = (
     "temperature",
@@ -481,7 +482,7 @@ def models_from_specs(specs: Sequence[str]) -> dict[str, SyntheticModel]:
         name, sep, behaviour = spec.partition("=")
         if not sep or not name or behaviour not in BEHAVIOURS:
             raise ConfigError(f"--model {spec!r}: expected NAME=BEHAVIOUR with BEHAVIOUR one of {list(BEHAVIOURS)}")
-        models[name] = SyntheticModel({"counterfactual": behaviour})
+        models[name] = SyntheticModel({"sce": {"counterfactual": behaviour}})
     return models
 
 

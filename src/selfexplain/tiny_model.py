@@ -9,7 +9,7 @@ every reply detokenises to "".
 
 `train_tiny_model` teaches it, in a fixed number of steps (reproducible, unlike a time budget; about a minute on one
 CPU core), the sce protocol on the income grid: the first-pass reply `{"answer": "Below $50,000"}` following the
-rule in TEACHER (a synthetic-model setting; learnt exactly), and the follow-up reply, a JSON record in the
+rule in TEACHER (sce respondent settings; learnt exactly), and the follow-up reply, a JSON record in the
 template's keys (the teacher's nearest counterfactual; the tiny model learns its format, not its content). A
 competent tiny model lets tests assert real semantics (valid JSON, the right answer) instead of golden strings.
 
@@ -58,7 +58,7 @@ TRAIN_DATASET = "income"
 DEFAULT_STEPS = 300
 DEFAULT_FOLLOWUPS = ("standard", "minimal")
 MARKER = "selfexplain_tiny.json"
-# The rule the trained model learns, as a synthetic-model setting (so tests can score it with SyntheticModel):
+# The rule the trained model learns, as sce respondent settings (so tests can score it with the synthetic model):
 # "Above $50,000" from a Regular high school diploma (SCHL 16) up. One feature read off one line of the record is
 # learnable in about a minute on a CPU; the spec's default two-feature rule is not, at this size.
 TEACHER: dict[str, Any] = {"rules": {"income": {"weights": {"SCHL": 1.0}, "threshold": 0.65}}}
@@ -181,14 +181,15 @@ def training_examples(
     Targets come from the built-in synthetic model (its decision rule, and its nearest counterfactual with the
     other label), so a trained tiny model behaves like a noise-free synthetic respondent.
     """
-    from selfexplain.llm.synthetic import SyntheticModel
-    from selfexplain.sce.prompts import first_pass_fields, followup_fields, load_template
+    from selfexplain.prompts import load_template
+    from selfexplain.sce.prompts import first_pass_fields, followup_fields
+    from selfexplain.sce.synthetic import GridRespondent
     from selfexplain.tabular.features import load_dataset_spec
     from selfexplain.tabular.grids import build_grid
 
     folder = Path(prompt_dir) if prompt_dir else default_prompt_dir()
     spec = load_dataset_spec(TRAIN_DATASET)
-    teacher = SyntheticModel(TEACHER, dataset_specs=[spec])
+    teacher = GridRespondent(TEACHER, dataset_specs=[spec])
     first = load_template(folder, "first_pass", spec.name)
     follow = {name: load_template(folder, name, spec.name) for name in followups}
     first_examples, followup_examples = [], []

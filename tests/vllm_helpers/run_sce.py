@@ -37,9 +37,9 @@ def main() -> int:
 
     from selfexplain.llm.backends import make_backend
     from selfexplain.llm.catalog import parse_entry
-    from selfexplain.llm.synthetic import SyntheticModel
+    from selfexplain.prompts import load_template
     from selfexplain.sce.elicit import elicit, first_pass_messages, predict
-    from selfexplain.sce.prompts import load_template
+    from selfexplain.sce.synthetic import GridRespondent
     from selfexplain.tabular.features import load_dataset_spec
     from selfexplain.tabular.grids import build_grid
     from selfexplain.tiny_model import TEACHER
@@ -56,7 +56,7 @@ def main() -> int:
     start = time.perf_counter()
     pred = predict(entry, backend, spec, grid, first, journal / "first_pass.jsonl", progress=False)
     first_s = time.perf_counter() - start
-    teacher = SyntheticModel(TEACHER, dataset_specs=[spec])
+    teacher = GridRespondent(TEACHER, dataset_specs=[spec])
     task = teacher.tasks[0][0]
     expected = [
         json.loads(teacher.respond(first_pass_messages(entry, spec, first, d)))["answer"] for d in grid["description"]

@@ -12,7 +12,7 @@ if __name__ == "__main__":
     run_elicit(
         model=snakemake.wildcards.model,
         entry_json=snakemake.params.model,
-        dataset=snakemake.wildcards.dataset,
+        dataset=snakemake.wildcards.grid,
         predictions_path=snakemake.input.predictions,
         first_template_path=snakemake.input.first_template,
         template_path=snakemake.input.template,

@@ -12,7 +12,7 @@ if __name__ == "__main__":
     run_predict(
         model=snakemake.wildcards.model,
         entry_json=snakemake.params.model,
-        dataset=snakemake.wildcards.dataset,
+        dataset=snakemake.wildcards.grid,
         grid_path=snakemake.input.grid,
         template_path=snakemake.input.template,
         journal=snakemake.params.journal,

@@ -8,7 +8,7 @@ from selfexplain.sce.steps import score_file  # noqa: E402
 
 score_file(
     table_path=snakemake.input.counterfactuals,
-    dataset=snakemake.wildcards.dataset,
+    dataset=snakemake.wildcards.grid,
     scores_out=snakemake.output.scores,
     metrics_out=snakemake.output.metrics,
     distance=snakemake.params.distance,

@@ -37,9 +37,9 @@ from selfexplain.llm.api_backend import ApiBackend
 from selfexplain.llm.catalog import ModelEntry
 from selfexplain.llm.retry import check_reachable, error_message
 from selfexplain.llm.secrets import api_key, redact
-from selfexplain.llm.thinking import split_thinking
 from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport
 from selfexplain.llm.types import ChatRequest, Completion
+from selfexplain.parsing.thinking import split_thinking
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from selfexplain.errors import ConfigError
 from selfexplain.llm.catalog import ModelEntry
@@ -43,3 +43,9 @@ def make_backend(entry: ModelEntry) -> Backend:
 
         return VLLMBackend(entry)
     raise ConfigError(f"model {entry.name!r}: unknown backend {entry.backend!r}")
+
+
+def backend_provenance(backend: object) -> dict[str, Any]:
+    """What the backend reports about itself (vLLM: versions, GPU, engine arguments, structured output)."""
+    report = getattr(backend, "provenance", None)
+    return report() if callable(report) else {}

@@ -52,6 +52,10 @@ class ModelEntry:
             identity["base_url"] = self.base_url
         return identity
 
+    def provenance(self) -> dict[str, Any]:
+        """What an output records about the model that made it."""
+        return {"model": self.name, "catalog_entry": self.raw, "sampling": self.sampling.to_dict()}
+
     @property
     def is_synthetic(self) -> bool:
         return self.backend == "synthetic"
@@ -75,3 +79,8 @@ def parse_entry(name: str, data: dict[str, Any]) -> ModelEntry:
     known = set(ModelEntry.__dataclass_fields__) - {"name", "raw", "sampling"}
     kwargs = {k: v for k, v in data.items() if k in known}
     return ModelEntry(name=name, sampling=Sampling.from_dict(data.get("sampling")), raw=dict(data), **kwargs)
+
+
+def entry_from_json(name: str, entry_json: str) -> ModelEntry:
+    """The entry a rule received as a JSON parameter (a params value, so editing it reruns the rule's jobs)."""
+    return parse_entry(name, json.loads(entry_json))

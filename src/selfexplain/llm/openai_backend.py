@@ -24,9 +24,9 @@ from selfexplain.llm.api_backend import ApiBackend
 from selfexplain.llm.catalog import ModelEntry
 from selfexplain.llm.retry import TransientResponseError, check_reachable
 from selfexplain.llm.secrets import api_key
-from selfexplain.llm.thinking import split_thinking
 from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport
 from selfexplain.llm.types import ChatRequest, Completion
+from selfexplain.parsing.thinking import split_thinking
 
 log = logging.getLogger(__name__)
 

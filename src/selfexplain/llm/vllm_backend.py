@@ -28,8 +28,8 @@ from typing import Any
 
 from selfexplain.errors import ConfigError, InferenceError
 from selfexplain.llm.catalog import ModelEntry
-from selfexplain.llm.thinking import split_thinking
 from selfexplain.llm.types import ChatRequest, Completion, Sampling
+from selfexplain.parsing.thinking import split_thinking
 
 log = logging.getLogger(__name__)
 

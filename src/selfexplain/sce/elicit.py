@@ -19,9 +19,10 @@ from selfexplain.llm.backends import Backend
 from selfexplain.llm.catalog import ModelEntry
 from selfexplain.llm.runner import run_requests, usage_totals
 from selfexplain.llm.types import ChatRequest, Completion, Message
+from selfexplain.prompts import Template
 from selfexplain.sce import tables as T
 from selfexplain.sce.parsing import parse_answer, parse_counterfactual
-from selfexplain.sce.prompts import Template, first_pass_fields, followup_fields
+from selfexplain.sce.prompts import first_pass_fields, followup_fields
 from selfexplain.tabular.features import DatasetSpec
 
 log = logging.getLogger(__name__)

@@ -13,46 +13,16 @@ from typing import Any
 
 import pandas as pd
 
-from selfexplain.errors import InputError
-from selfexplain.io import atomic_path, provenance, read_provenance, write_json, write_parquet
-from selfexplain.llm.backends import make_backend
-from selfexplain.llm.catalog import ModelEntry, parse_entry
+from selfexplain.io import atomic_path, provenance, read_provenance, read_table, write_json, write_parquet
+from selfexplain.llm.backends import backend_provenance, make_backend
+from selfexplain.llm.catalog import entry_from_json
+from selfexplain.prompts import template_from_path
 from selfexplain.sce import elicit as elicitation
-from selfexplain.sce.prompts import Template
 from selfexplain.sce.scoring import ORIGINAL_METRICS, score_table
 from selfexplain.tabular.features import load_dataset_spec
 from selfexplain.tabular.grids import build_grid
 
 log = logging.getLogger(__name__)
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"table not found: {path}")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputError(f"{path}: not a readable Parquet table ({exc})") from exc
-
-
-def _template(path: str | Path) -> Template:
-    path = Path(path)
-    return Template(name=path.name.split(".", 1)[0], path=path, text=path.read_text(encoding="utf-8"))
-
-
-def _entry(name: str, entry_json: str) -> ModelEntry:
-    return parse_entry(name, json.loads(entry_json))
-
-
-def _model_provenance(entry: ModelEntry) -> dict[str, Any]:
-    return {"model": entry.name, "catalog_entry": entry.raw, "sampling": entry.sampling.to_dict()}
-
-
-def _backend_provenance(backend: object) -> dict[str, Any]:
-    """What the backend reports about itself (vLLM: versions, GPU, engine arguments, structured output)."""
-    report = getattr(backend, "provenance", None)
-    return report() if callable(report) else {}
 
 
 def make_grid(dataset: str, out: str | Path) -> None:
@@ -72,14 +42,14 @@ def run_predict(
     out: str,
     progress: bool = True,
 ) -> None:
-    entry = _entry(model, entry_json)
+    entry = entry_from_json(model, entry_json)
     spec = load_dataset_spec(dataset)
-    template = _template(template_path)
+    template = template_from_path(template_path)
     backend = make_backend(entry)
     frame = elicitation.predict(entry, backend, spec, read_table(grid_path), template, journal, progress)
     prov = provenance(
-        **_model_provenance(entry),
-        backend=_backend_provenance(backend),
+        **entry.provenance(),
+        backend=backend_provenance(backend),
         dataset=dataset,
         stage="sce_predict",
         templates={"first_pass": {"path": str(template.path), "sha256": template.sha256}},
@@ -100,9 +70,9 @@ def run_elicit(
     seed: int,
     progress: bool = True,
 ) -> None:
-    entry = _entry(model, entry_json)
+    entry = entry_from_json(model, entry_json)
     spec = load_dataset_spec(dataset)
-    first, followup = _template(first_template_path), _template(template_path)
+    first, followup = template_from_path(first_template_path), template_from_path(template_path)
     backend = make_backend(entry)
     frame = elicitation.elicit(
         entry,
@@ -116,8 +86,8 @@ def run_elicit(
         progress,
     )
     prov = provenance(
-        **_model_provenance(entry),
-        backend=_backend_provenance(backend),
+        **entry.provenance(),
+        backend=backend_provenance(backend),
         dataset=dataset,
         stage="sce_elicit",
         prompt=followup.name,

@@ -30,6 +30,10 @@ class Feature:
     description: str
     unit: str | None = None
     number_offset: int | None = None
+    # How replies may write a value: words allowed around a number ("years old") and words naming a label
+    # without sharing its letters ("woman" -> "Female"). Data, from the spec's `parsing` blocks.
+    number_words: tuple[str, ...] = ()
+    synonyms: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_categorical(self) -> bool:
@@ -104,6 +108,21 @@ def _expand_levels(raw: Any, where: str) -> tuple[float, ...]:
     raise ConfigError(f"{where}: levels must be a non-empty list or a {{start, stop, step}} mapping")
 
 
+def _parsing_block(raw: Any, where: str) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(number_words, synonyms) of a `parsing:` block."""
+    if raw is None:
+        return (), {}
+    if not isinstance(raw, dict) or set(raw) - {"number_words", "synonyms"}:
+        raise ConfigError(f"{where}: expected a mapping with keys number_words and/or synonyms")
+    words = raw.get("number_words") or []
+    synonyms = raw.get("synonyms") or {}
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise ConfigError(f"{where}.number_words: expected a list of words")
+    if not isinstance(synonyms, dict):
+        raise ConfigError(f"{where}.synonyms: expected a mapping word -> label")
+    return tuple(words), {str(k): str(v) for k, v in synonyms.items()}
+
+
 def parse_dataset_spec(data: dict[str, Any], source: str = "<dict>") -> DatasetSpec:
     """Build a spec from a parsed YAML mapping, with errors that name the file and key."""
     for key in ("name", "options", "features"):
@@ -124,6 +143,10 @@ def parse_dataset_spec(data: dict[str, Any], source: str = "<dict>") -> DatasetS
         labels = tuple(str(v) for v in raw.get("labels", [_format_number(v) for v in levels]))
         if len(labels) != len(levels):
             raise ConfigError(f"{where}: {len(labels)} labels for {len(levels)} levels")
+        words, synonyms = _parsing_block(raw.get("parsing"), f"{where}.parsing")
+        unknown = sorted(set(synonyms.values()) - set(labels))
+        if unknown:
+            raise ConfigError(f"{where}.parsing.synonyms: {unknown} are not labels of {raw['key']!r}: {list(labels)}")
         features.append(
             Feature(
                 column=raw["column"],
@@ -134,6 +157,8 @@ def parse_dataset_spec(data: dict[str, Any], source: str = "<dict>") -> DatasetS
                 description=raw["description"],
                 unit=raw.get("unit"),
                 number_offset=raw.get("number_offset"),
+                number_words=words,
+                synonyms=tuple(sorted(synonyms.items())),
             )
         )
     return DatasetSpec(

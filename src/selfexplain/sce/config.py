@@ -1,0 +1,30 @@
+"""What the sce section of the workflow config may name, and what it must hold when the study runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from selfexplain.errors import ConfigError
+from selfexplain.llm.catalog import ModelEntry
+from selfexplain.prompts import available_prompts
+from selfexplain.tabular.features import builtin_dataset_names
+
+
+def name_enums(section: dict[str, Any], catalog: dict[str, ModelEntry], base: Path) -> dict[tuple[str, ...], list[str]]:
+    """Schema paths (below `properties`) and the names allowed there."""
+    prompt_dir = base / section["prompt_dir"]
+    prompts = available_prompts(prompt_dir)
+    if not prompts:
+        raise ConfigError(f"config.sce.prompt_dir: no prompt templates (*.txt) in {prompt_dir}")
+    return {
+        ("models", "items"): list(catalog),
+        ("datasets", "items"): builtin_dataset_names(),
+        ("prompts", "items"): prompts,
+        ("first_pass",): prompts,
+    }
+
+
+def check_section(section: dict[str, Any], enabled: bool) -> None:
+    if enabled and not section["models"]:
+        raise ConfigError("config.sce.models: name at least one catalog model, or leave sce out of config.studies")
