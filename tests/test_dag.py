@@ -21,8 +21,13 @@ PAPER_JOBS = {
     "sce_summary": 1,
     "sce_plot": 1,
     "usage_summary": 1,
+    "fetch_raw": 6,
+    "sim_table": 6,
+    "sim_pairs": 6,
+    "sim_moral_machines": 1,
+    "sim_eval_set": 1,
     "all": 1,
-    "total": 343,
+    "total": 363,
 }
 
 
@@ -58,7 +63,7 @@ def test_scaling_table_is_generated_from_the_dag(tmp_path):
         capture_output=True,
     )
     text = out.read_text()
-    assert "| **total** | **343** |" in text
+    assert "| **total** | **363** |" in text
     for model in ("llama3_3_70B", "DeepSeek_70B", "gpt4_1", "claude_3_7_sonnet", "o3", "Gemma_2_27B", "DeepSeek_32B"):
         assert f"| {model} |" in text
     assert re.search(r"\| 8 \| \d+\.\d \|", text)

@@ -43,6 +43,25 @@ def _sce_import_prompts(args: argparse.Namespace) -> None:
     print(f"wrote {len(written)} templates; set sce.prompt_dir: {args.out} and pick names from the files above")
 
 
+def _sim_import_original(args: argparse.Namespace) -> None:
+    from selfexplain.simulatability.steps import import_original_file
+
+    pairs = import_original_file(args.file, args.out)
+    counts = pairs["dataset"].value_counts().to_dict()
+    print(f"wrote {len(pairs)} pairs to {args.out}: {counts}")
+    unreadable = pairs.attrs.get("unreadable_texts", 0)
+    if unreadable:
+        print(f"{unreadable} pair(s) with a text that could not be read back: their changed_features are null")
+
+
+def _sim_build_pairs(args: argparse.Namespace) -> None:
+    from selfexplain.simulatability.steps import build_pairs_from_source
+
+    pairs = build_pairs_from_source(args.dataset, args.source, args.out, args.seed)
+    centres = pairs["centre_row"].nunique()
+    print(f"wrote {len(pairs)} pairs ({centres} centres, both answer orders) to {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfexplain", description=__doc__)
     parser.add_argument("--version", action="version", version=f"selfexplain {__version__}")
@@ -71,6 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.add_argument("datasets_json", help="a copy of the original datasets.json")
     prompts.add_argument("--out", default="config/prompts/sce_original", help="folder for the templates")
     prompts.set_defaults(func=_sce_import_prompts)
+
+    sim = sub.add_parser("simulatability", help="do self-explanations help predict the model?").add_subparsers(
+        dest="sim_command", required=True
+    )
+    imp = sim.add_parser("import-original", help="read an original counterfactual dataset into a pairs table")
+    imp.add_argument("file", help="an original *_counterfactual_dataset_balanced.parquet or combined_dataset*.parquet")
+    imp.add_argument("--out", required=True, help="pairs table to write (.parquet)")
+    imp.set_defaults(func=_sim_import_original)
+
+    pairs = sim.add_parser("build-pairs", help="Hamming-ball pairs from your copy of a dataset's raw file")
+    pairs.add_argument("--dataset", required=True, help="attrition, bank_marketing, breast_cancer_recurrence, ...")
+    pairs.add_argument("--source", required=True, help="the raw file in the original source's format (CSV/zip/Parquet)")
+    pairs.add_argument("--out", required=True, help="pairs table to write (.parquet)")
+    pairs.add_argument("--seed", type=int, default=42, help="seed of the members drawn into each group")
+    pairs.set_defaults(func=_sim_build_pairs)
 
     from selfexplain import serve, tiny_model
 

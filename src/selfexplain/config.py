@@ -116,4 +116,15 @@ def validate_config(
             _set_enum(strict, ("properties", *path), values)
         validate(section, strict, root=root)
         rules.check_section(section, enabled=study in config["studies"])
+        # Keys in a fixed order: Snakemake compares params by their text, so a section read from a YAML file and
+        # the same section from --config or JSON must not look changed.
+        config[study] = _sorted_keys(section)
     return config, catalog
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value

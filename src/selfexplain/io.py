@@ -12,10 +12,10 @@ import json
 import math
 import os
 import platform
+import secrets
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,18 +30,35 @@ _LIBRARIES = ("numpy", "pandas", "pyarrow", "snakemake", "openai", "anthropic", 
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def temp_file_beside(dest: Path) -> Iterator[tuple[int, Path]]:
+    """Yield (fd, path) of a new hidden file beside `dest`, created with mode 0o666 so the umask applies (unlike
+    mkstemp's 0o600). The file is removed unless the caller renamed it away; the fd is closed on exit."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = dest.parent / f".{dest.name}.{secrets.token_hex(6)}.part"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 48 random bits
+        raise OSError(f"cannot create a temporary file in {dest.parent}")
     try:
-        yield Path(tmp)
+        yield fd, tmp
+    finally:
+        with suppress(OSError):
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only if the block succeeds. The file honours the
+    umask (colleagues can read results on a shared cluster), unlike mkstemp's 0600."""
+    path = Path(path)
+    with temp_file_beside(path) as (_, tmp):
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _clean(value: Any) -> Any:
@@ -62,11 +79,14 @@ def write_json(data: dict[str, Any], path: str | Path) -> None:
         tmp.write_text(json.dumps(_clean(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def write_parquet(frame: pd.DataFrame, path: str | Path, provenance: dict[str, Any] | None = None) -> None:
+def write_parquet(
+    frame: pd.DataFrame, path: str | Path, provenance: dict[str, Any] | None = None, schema: Any = None
+) -> None:
+    """Write a table atomically, with its provenance in the schema metadata; `schema` (pyarrow) fixes the types."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     if provenance is not None:
         meta = dict(table.schema.metadata or {})
         meta[PROVENANCE_KEY] = json.dumps(_clean(provenance), ensure_ascii=False).encode("utf-8")

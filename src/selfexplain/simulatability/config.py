@@ -37,6 +37,8 @@ def check_section(section: dict[str, Any], enabled: bool) -> None:
             raise ConfigError(f"{where}.path: required for kind file (a CSV/Parquet in the original source's format)")
         if source["kind"] != "file" and "path" in source:
             raise ConfigError(f"{where}.path: only used with kind file (this source is kind {source['kind']})")
+        if source["kind"] != "url" and "url" in source:
+            raise ConfigError(f"{where}.url: only used with kind url (this source is kind {source['kind']})")
     hamming = section["hamming"]
     if hamming["min_group_size"] > hamming["max_group_size"]:
         raise ConfigError(

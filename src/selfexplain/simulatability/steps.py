@@ -1,0 +1,156 @@
+"""File-level steps of the simulatability study: what each rule (and the CLI) does, from input paths to outputs.
+
+Rule scripts stay thin by calling these; the functions here read and write files and stamp provenance, while the
+science lives in the modules they call (datasets, sources, hamming, moral_machines, pairs, original).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from selfexplain.io import provenance, read_provenance, read_table, write_parquet
+from selfexplain.simulatability import hamming
+from selfexplain.simulatability import moral_machines as mm
+from selfexplain.simulatability.pairs import check_pairs, sample_eval_set, tabular_pairs, write_pairs
+
+log = logging.getLogger(__name__)
+
+TEXT = "text"
+LABEL = "label"
+ROW = "row"
+
+
+def fetch_raw(
+    dataset: str,
+    source: dict[str, Any],
+    out: str | Path,
+    lock_file: str | Path,
+    download_dir: str | Path,
+    timeout_s: float = 120.0,
+) -> pd.DataFrame:
+    """The dataset's raw table in the original source's format, from the configured source, as Parquet."""
+    from selfexplain.fetch import ChecksumLock
+    from selfexplain.simulatability.datasets import load_spec
+    from selfexplain.simulatability.sources import default_source, obtain
+
+    spec = load_spec(dataset)
+    source = dict(source) or default_source(spec)
+    raw, origin = obtain(spec, source, Path(download_dir), ChecksumLock(lock_file), timeout_s=timeout_s)
+    write_parquet(raw, out, provenance(stage="fetch_raw", dataset=dataset, source=origin))
+    log.info("%s raw table: %d rows x %d columns from %s", dataset, len(raw), raw.shape[1], origin)
+    return raw
+
+
+def loaded_table(dataset: str, raw: pd.DataFrame) -> pd.DataFrame:
+    """The binned table (features and target, in the original's row order) with each row's position, label and
+    text: what the pairs are made of."""
+    from selfexplain.simulatability.datasets import describe_table, load_spec, load_table
+
+    spec = load_spec(dataset)
+    table = load_table(spec, raw)
+    out = table.copy()
+    out.insert(0, ROW, range(len(table)))
+    out[LABEL] = [spec.format_target(v) for v in table["target"]]
+    out[TEXT] = describe_table(spec, table)
+    return out
+
+
+def build_table(dataset: str, raw_path: str | Path, out: str | Path) -> pd.DataFrame:
+    table = loaded_table(dataset, read_table(raw_path))
+    upstream = read_provenance(raw_path)
+    write_parquet(table, out, provenance(stage="sim_table", dataset=dataset, raw=upstream.get("source")))
+    log.info("%s: %d rows, label counts %s", dataset, len(table), table[LABEL].value_counts().to_dict())
+    return table
+
+
+def ball_params(settings: dict[str, Any], dataset: str) -> hamming.BallParams:
+    """The config's `hamming` block for one dataset (its max_centres entry, if any)."""
+    return hamming.BallParams(
+        max_distance=settings["max_distance"],
+        min_group_size=settings["min_group_size"],
+        max_group_size=settings["max_group_size"],
+        max_imbalance=settings["max_imbalance"],
+        seed=settings["seed"],
+        max_centres=settings["max_centres"].get(dataset),
+        cap_seed=settings["cap_seed"],
+    )
+
+
+def pairs_from_table(dataset: str, table: pd.DataFrame, params: hamming.BallParams) -> pd.DataFrame:
+    from selfexplain.simulatability.datasets import load_spec
+
+    columns = load_spec(dataset).feature_columns
+    groups = hamming.build_groups(table, columns, LABEL, params)
+    pairs = tabular_pairs(dataset, table, columns, groups, label_column=LABEL, text_column=TEXT)
+    log.info(
+        "%s: %d groups, %d pairs (both answer orders), group sizes %s",
+        dataset,
+        len(groups),
+        len(pairs),
+        pd.Series([g.size for g in groups]).value_counts().sort_index().to_dict(),
+    )
+    return pairs
+
+
+def build_pairs(dataset: str, table_path: str | Path, out: str | Path, settings: dict[str, Any]) -> pd.DataFrame:
+    params = ball_params(settings, dataset)
+    pairs = pairs_from_table(dataset, read_table(table_path), params)
+    upstream = read_provenance(table_path)
+    write_pairs(
+        pairs,
+        out,
+        provenance(stage="sim_pairs", dataset=dataset, hamming=dataclasses.asdict(params), raw=upstream.get("raw")),
+    )
+    return pairs
+
+
+def build_pairs_from_source(dataset: str, source: str | Path, out: str | Path, seed: int = 42) -> pd.DataFrame:
+    """`selfexplain simulatability build-pairs`: a user's raw file in the original source format -> pairs, with
+    the paper's parameters (and its 500-group cap for income and bank marketing)."""
+    from selfexplain.simulatability.datasets import load_spec, read_raw
+
+    spec = load_spec(dataset)
+    table = loaded_table(dataset, read_raw(spec, source))
+    defaults = {"income": 500, "bank_marketing": 500}
+    params = hamming.BallParams(seed=seed, max_centres=defaults.get(dataset))
+    pairs = pairs_from_table(dataset, table, params)
+    write_pairs(
+        pairs,
+        out,
+        provenance(stage="build-pairs", dataset=dataset, source=str(source), hamming=dataclasses.asdict(params)),
+    )
+    return pairs
+
+
+def build_moral_machines(settings: dict[str, Any], scenarios_out: str | Path, pairs_out: str | Path) -> pd.DataFrame:
+    scenarios = mm.generate_scenarios(settings["scenarios"], settings["seed"])
+    pairs = mm.pair_scenarios(scenarios, settings["seed"], both_orders=settings["both_orders"])
+    prov = provenance(stage="sim_moral_machines", moral_machines=settings)
+    write_parquet(scenarios, scenarios_out, prov)
+    write_pairs(pairs, pairs_out, prov)
+    log.info("moral_machines: %d scenarios -> %d pair rows", len(scenarios), len(pairs))
+    return pairs
+
+
+def build_eval_set(pairs_paths: Sequence[str | Path], out: str | Path, settings: dict[str, Any]) -> pd.DataFrame:
+    tables = [check_pairs(read_table(p), p) for p in pairs_paths]
+    pairs = pd.concat(tables, ignore_index=True)
+    chosen = sample_eval_set(pairs, settings["size"], settings["unit"], settings["seed"])
+    inputs = {str(p): read_provenance(p).get("stage") for p in pairs_paths}
+    write_pairs(chosen, out, provenance(stage="sim_eval_set", eval_set=settings, inputs=inputs))
+    log.info("eval set: %s rows per dataset", chosen["dataset"].value_counts().to_dict())
+    return chosen
+
+
+def import_original_file(path: str | Path, out: str | Path) -> pd.DataFrame:
+    from selfexplain.simulatability.original import import_original
+
+    pairs = import_original(path)
+    write_pairs(pairs, out, provenance(stage="import-original", input=str(path)))
+    return pairs
