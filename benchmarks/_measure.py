@@ -31,3 +31,15 @@ def run_measured(cmd: list[str], cwd: Path, log: Path) -> dict:
     out.unlink()
     result["log"] = log.read_text(errors="replace")
     return result
+
+
+def run_child(cmd: list[str], cwd: Path, log: Path, tag: str) -> dict:
+    """`run_measured` for a benchmark child that prints one `tag + JSON` line: that JSON, plus the wall and CPU time
+    and peak RSS of the child's process tree (`wall_s`, `cpu_s`, `tree_peak_kb`). Exits when the child fails."""
+    measured = run_measured(cmd, cwd, log)
+    tagged = [line for line in measured["log"].splitlines() if line.startswith(tag)]
+    if measured["rc"] != 0 or not tagged:
+        print(measured["log"][-4000:], file=sys.stderr)
+        raise SystemExit(f"benchmark child failed with exit code {measured['rc']}")
+    result = json.loads(tagged[-1][len(tag) :])
+    return {**result, "wall_s": measured["wall_s"], "cpu_s": measured["cpu_s"], "tree_peak_kb": measured["maxrss_kb"]}

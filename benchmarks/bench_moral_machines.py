@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _measure import run_measured  # noqa: E402
+from _measure import run_child  # noqa: E402
 
 TARGET_S = 10.0
 RESULT_TAG = "BENCH_MM_RESULT "
@@ -76,12 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_mm_") as tmp:
         for i in range(args.repeat):
             cmd = [sys.executable, __file__, "--child", "--scenarios", str(args.scenarios), "--seed", str(args.seed)]
-            measured = run_measured(cmd, REPO, Path(tmp) / f"run{i}.log")
-            tagged = [line for line in measured["log"].splitlines() if line.startswith(RESULT_TAG)]
-            if measured["rc"] != 0 or not tagged:
-                print(measured["log"][-4000:], file=sys.stderr)
-                raise SystemExit(f"benchmark child failed with exit code {measured['rc']}")
-            runs.append({**json.loads(tagged[-1][len(RESULT_TAG) :]), **{k: measured[k] for k in ("wall_s", "cpu_s")}})
+            runs.append(run_child(cmd, REPO, Path(tmp) / f"run{i}.log", RESULT_TAG))
 
     print(f"bench_moral_machines: {args.scenarios:,} scenarios, seed {args.seed}, {args.repeat} fresh processes")
     print(

@@ -1,6 +1,8 @@
 """Wall time, job count and peak memory of the default workflow, from empty outputs in a temporary directory.
 
-Target: the default config (config/config.yaml) runs end to end in under 90 s on 2 cores.
+Target: the default config (config/config.yaml) runs end to end in under 90 s on 2 cores. `--studies simulatability`
+times one study alone (e.g. the simulatability study's data stages: raw tables from the pinned wheels, tables, pairs,
+Moral Machines, eval set; pip's cache makes repeated wheel fetches local).
 
 Each repeat copies config/ into a fresh temporary directory and runs
     <venv>/bin/snakemake -s <repo>/Snakefile -d <tmp> --cores N
@@ -10,7 +12,7 @@ wrapper that reads resource.getrusage(RUSAGE_CHILDREN).ru_maxrss once the comman
 process of the tree, not a sum). Per-rule figures are the `s` column of the benchmark TSVs Snakemake writes under
 <tmp>/benchmarks/<rule>/.
 
-Usage: .venv/bin/python benchmarks/bench_workflow.py [--repeat N] [--cores 2] [--keep]
+Usage: .venv/bin/python benchmarks/bench_workflow.py [--repeat N] [--cores 2] [--studies sce simulatability] [--keep]
 Never fails on a missed target: it prints the figures and whether the target was met, and exits 0
 (non-zero only when snakemake itself fails).
 """
@@ -78,11 +80,13 @@ def rule_times(workdir: Path, log_text: str) -> pd.DataFrame:
     return table.sort_values("log_sum_s", ascending=False).reset_index(names="rule")
 
 
-def one_repeat(index: int, cores: int, keep: bool) -> dict:
+def one_repeat(index: int, cores: int, keep: bool, studies: list[str] | None = None) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"bench_workflow_{index}_"))
     try:
         shutil.copytree(REPO / "config", workdir / "config")
         cmd = [str(SNAKEMAKE), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", str(cores)]
+        if studies:
+            cmd += ["--config", f"studies=[{','.join(studies)}]"]
         full = run_measured(cmd, workdir, workdir / "bench_full.log")
         if full["rc"] != 0:
             print(full["log"][-4000:], file=sys.stderr)
@@ -111,16 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="full runs, each in a fresh temp dir (default 1)")
     parser.add_argument("--cores", type=int, default=2, help="--cores passed to snakemake (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directories")
+    parser.add_argument("--studies", nargs="+", choices=["sce", "simulatability"], help="run only these studies")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
 
     results = []
     for i in range(1, args.repeat + 1):
-        res = one_repeat(i, args.cores, args.keep)
+        res = one_repeat(i, args.cores, args.keep, args.studies)
         results.append(res)
         print(f"repeat {i}: {res['wall_s']:.1f} s" + (f"  (kept {res['workdir']})" if args.keep else ""), flush=True)
 
-    print(f"\nbench_workflow: default config, --cores {args.cores}, {SNAKEMAKE}")
+    which = f"studies {' '.join(args.studies)}" if args.studies else "both studies"
+    print(f"\nbench_workflow: default config ({which}), --cores {args.cores}, {SNAKEMAKE}")
     print(
         f"{os.cpu_count()} CPUs; 1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
         "(after includes this benchmark; other work on the machine distorts the times)"

