@@ -50,7 +50,7 @@ def test_defaults_are_filled(workdir):
         "max_group_size": 10,
         "max_imbalance": 0.3,
         "seed": 42,
-        "max_centres": {"income": 500, "bank_marketing": 500},
+        "max_centres": {},
         "cap_seed": 42,
     }
     assert sim["eval_set"] == {"size": 1000, "unit": "rows", "seed": 42}

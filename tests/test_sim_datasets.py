@@ -486,6 +486,7 @@ def _del_item(path: list, item):
 
 
 SPEC_ERRORS = [
+    (_set(["max_centres"], 0), "max_centres: expected a positive whole number of groups or null, got 0"),
     (_set(["steps", 1], {"bin": {"column": "age"}}), "steps[1]: unknown step 'bin'"),
     (_set(["steps", 1, "cut", "labels"], ["a", "b"]), "steps[1].cut.labels: expected 4 labels"),
     (_set(["steps", 1, "cut", "bins"], [0, 50, 40, 60, 100]), "steps[1].cut.bins: edges must increase"),

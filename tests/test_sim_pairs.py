@@ -298,4 +298,6 @@ def test_build_pairs_cli_on_a_users_raw_file(tmp_path, built):
 def test_ball_params_take_the_cap_per_dataset():
     assert steps.ball_params(PAPER, "income") == BallParams(seed=42, max_centres=500, cap_seed=42)
     assert steps.ball_params(PAPER, "attrition").max_centres is None
+    assert steps.ball_params({**PAPER, "max_centres": {"income": None}}, "income").max_centres is None
+    assert steps.ball_params({**PAPER, "max_centres": {"attrition": 100}}, "attrition").max_centres == 100
     assert np.isclose(steps.ball_params(PAPER, "attrition").max_imbalance, 0.3)

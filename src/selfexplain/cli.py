@@ -57,7 +57,7 @@ def _sim_import_original(args: argparse.Namespace) -> None:
 def _sim_build_pairs(args: argparse.Namespace) -> None:
     from selfexplain.simulatability.steps import build_pairs_from_source
 
-    pairs = build_pairs_from_source(args.dataset, args.source, args.out, args.seed)
+    pairs = build_pairs_from_source(args.dataset, args.source, args.out, args.seed, args.max_centres)
     centres = pairs["centre_row"].nunique()
     print(f"wrote {len(pairs)} pairs ({centres} centres, both answer orders) to {args.out}")
 
@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--source", required=True, help="the raw file in the original source's format (CSV/zip/Parquet)")
     pairs.add_argument("--out", required=True, help="pairs table to write (.parquet)")
     pairs.add_argument("--seed", type=int, default=42, help="seed of the members drawn into each group")
+    pairs.add_argument("--max-centres", type=int, help="keep at most this many groups (default: the paper's cap)")
     pairs.set_defaults(func=_sim_build_pairs)
 
     from selfexplain import serve, tiny_model

@@ -50,7 +50,19 @@ from selfexplain.errors import ConfigError, InputError
 from selfexplain.simulatability.config import tabular_dataset_names as builtin_names
 
 TARGET = "target"
-_TOP_KEYS = {"name", "labels", "base_rate", "words", "raw", "steps", "features", "drop_duplicates", "render", "sources"}
+_TOP_KEYS = {
+    "name",
+    "labels",
+    "base_rate",
+    "words",
+    "raw",
+    "steps",
+    "features",
+    "drop_duplicates",
+    "render",
+    "sources",
+    "max_centres",
+}
 WORD_KEYS = (
     "subject",
     "subjects",
@@ -147,6 +159,8 @@ class SimDatasetSpec:
     original_pieces: Mapping[str, Piece]
     sources: Mapping[str, Any]
     used_columns: tuple[str, ...]
+    # the paper's cap on Hamming groups for this dataset (None: keep every group); the config may override it
+    max_centres: int | None = None
 
     @property
     def feature_columns(self) -> list[str]:
@@ -727,7 +741,16 @@ def parse_spec(data: Any, path: str | Path = "<dict>") -> SimDatasetSpec:
         original_pieces=original,
         sources=_parse_sources(d["sources"], w),
         used_columns=tuple(c for c in raw.columns if c in used),
+        max_centres=_max_centres(d.get("max_centres"), w),
     )
+
+
+def _max_centres(value: Any, w: _Where) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise w.fail("max_centres", f"expected a positive whole number of groups or null, got {value!r}")
+    return value
 
 
 def load_spec(name_or_path: str | Path) -> SimDatasetSpec:

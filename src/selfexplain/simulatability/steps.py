@@ -70,14 +70,17 @@ def build_table(dataset: str, raw_path: str | Path, out: str | Path) -> pd.DataF
 
 
 def ball_params(settings: dict[str, Any], dataset: str) -> hamming.BallParams:
-    """The config's `hamming` block for one dataset (its max_centres entry, if any)."""
+    """The config's `hamming` block for one dataset: its max_centres entry, else the spec's (the paper's) cap."""
+    from selfexplain.simulatability.datasets import load_spec
+
+    caps = settings["max_centres"]
     return hamming.BallParams(
         max_distance=settings["max_distance"],
         min_group_size=settings["min_group_size"],
         max_group_size=settings["max_group_size"],
         max_imbalance=settings["max_imbalance"],
         seed=settings["seed"],
-        max_centres=settings["max_centres"].get(dataset),
+        max_centres=caps[dataset] if dataset in caps else load_spec(dataset).max_centres,
         cap_seed=settings["cap_seed"],
     )
 
@@ -110,15 +113,16 @@ def build_pairs(dataset: str, table_path: str | Path, out: str | Path, settings:
     return pairs
 
 
-def build_pairs_from_source(dataset: str, source: str | Path, out: str | Path, seed: int = 42) -> pd.DataFrame:
+def build_pairs_from_source(
+    dataset: str, source: str | Path, out: str | Path, seed: int = 42, max_centres: int | None = None
+) -> pd.DataFrame:
     """`selfexplain simulatability build-pairs`: a user's raw file in the original source format -> pairs, with
-    the paper's parameters (and its 500-group cap for income and bank marketing)."""
+    the paper's parameters (and the spec's cap on groups unless `max_centres` is given)."""
     from selfexplain.simulatability.datasets import load_spec, read_raw
 
     spec = load_spec(dataset)
     table = loaded_table(dataset, read_raw(spec, source))
-    defaults = {"income": 500, "bank_marketing": 500}
-    params = hamming.BallParams(seed=seed, max_centres=defaults.get(dataset))
+    params = hamming.BallParams(seed=seed, max_centres=max_centres or spec.max_centres)
     pairs = pairs_from_table(dataset, table, params)
     write_pairs(
         pairs,
