@@ -17,7 +17,7 @@ os.environ.update(
 from selfexplain.config import validate_config
 from selfexplain.llm.sizing import job_resources
 from selfexplain.prompts import load_template
-from selfexplain.simulatability.config import MORAL_MACHINES, tabular_dataset_names
+from selfexplain.simulatability.builtin import MORAL_MACHINES, tabular_dataset_names
 from selfexplain.tabular.features import load_dataset_spec
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -43,12 +43,33 @@ def _alternatives(names):
 
 def study_models(study):
     """Catalog names of the models a study runs."""
-    return {"sce": SCE["models"]}.get(study, []) if study in STUDIES else []
+    if study not in STUDIES:
+        return []
+    if study == "sce":
+        return SCE["models"]
+    return list(dict.fromkeys(sim_references() + sim_predictors()))
+
+
+def sim_references():
+    return SIM["references"] if "simulatability" in STUDIES else []
+
+
+def sim_predictors():
+    return SIM["predictors"] if sim_references() else []
 
 
 def sim_tabular_datasets():
     """The simulatability datasets built from raw tables (Moral Machines is generated)."""
     return [d for d in SIM["datasets"] if d != MORAL_MACHINES]
+
+
+# The simulatability study's figures (file stem -> what it shows); drawn by selfexplain.simulatability.plots.
+SIM_FIGURES = {
+    "nsg_by_reference": "NSG per reference model",
+    "nsg_by_dataset": "NSG per dataset",
+    "nsg_by_predictor": "NSG per reference model and predictor",
+    "egregious": "egregious rate",
+}
 
 
 # One block for both studies. sce grids and simulatability datasets share names (income, heart_disease) but are
@@ -58,6 +79,9 @@ wildcard_constraints:
     grid=_alternatives(SCE["datasets"]),
     prompt=_alternatives(SCE["prompts"]),
     dataset=_alternatives(tabular_dataset_names()),
+    reference=_alternatives(sim_references()),
+    predictor=_alternatives(sim_predictors()),
+    figure=_alternatives(SIM_FIGURES),
 
 
 # -- models ------------------------------------------------------------------------------------------------------
@@ -96,7 +120,12 @@ def _request_count(study, wildcards):
     """Requests one inference job of the study sends (sizes its memory and runtime)."""
     if study == "sce":
         return load_dataset_spec(wildcards.grid).n_rows
-    raise ValueError(f"no request count for study {study!r}")
+    # simulatability (before the eval set exists): its rows, twice for whole pairs
+    rows = SIM["eval_set"]["size"] * len(SIM["datasets"])
+    rows *= 2 if SIM["eval_set"]["unit"] == "pairs" else 1
+    if "predictor" in wildcards.keys():
+        return rows * len(SIM["conditions"]) * SIM["repeats"]
+    return 2 * rows  # each pair asks about its centre and its counterfactual
 
 
 def inference_resource(study, key, wildcard="model"):
@@ -168,10 +197,47 @@ def sim_pairs_files():
     return [f"results/simulatability/pairs/{d}.parquet" for d in SIM["datasets"]]
 
 
+def sim_prompt_dir():
+    return SIM["prompt_dir"]
+
+
+def sim_prediction_files(reference):
+    return [
+        f"results/simulatability/{reference}/{p}/predictions.parquet"
+        for p in sim_predictors()
+    ]
+
+
+def sim_predictions_of(wildcards):
+    return sim_prediction_files(wildcards.reference)
+
+
+def sim_families():
+    """Catalog family of every model of the study (same-family predictors are left out by this, not by name)."""
+    return {m: CATALOG[m].family for m in study_models("simulatability")}
+
+
+def sim_metrics_files():
+    return [f"results/simulatability/{r}/metrics.json" for r in sim_references()]
+
+
 # -- usage and targets ---------------------------------------------------------------------------------------------
 def usage_items(study):
     """(table, model, rule, column prefix) of every inference output of a study, for results/usage.csv."""
     items = []
+    if study == "simulatability":
+        for r in sim_references():
+            items.append(
+                (
+                    f"results/simulatability/{r}/reference.parquet",
+                    r,
+                    "sim_reference",
+                    "",
+                )
+            )
+            for p in sim_predictors():
+                path = f"results/simulatability/{r}/{p}/predictions.parquet"
+                items.append((path, p, "sim_predict", ""))
     if study == "sce":
         for m in study_models("sce"):
             for d in SCE["datasets"]:
@@ -195,7 +261,15 @@ def study_targets(study):
             *sce_boundary_figures(),
         ]
     if study == "simulatability":
-        return ["results/simulatability/eval_set.parquet"]
+        figures = [f"results/simulatability/figures/{f}.png" for f in SIM_FIGURES]
+        return [
+            "results/simulatability/eval_set.parquet",
+            *(
+                ["results/simulatability/summary.csv", *figures]
+                if sim_references()
+                else []
+            ),
+        ]
     return []
 
 

@@ -6,6 +6,8 @@ localrules:
     sce_summary,
     sce_plot,
     sce_plot_boundary,
+    sim_summary,
+    sim_plot,
 
 
 rule sce_summary:
@@ -87,3 +89,39 @@ rule usage_summary:
         entries=catalog_entries(),
     script:
         "../workflow/scripts/usage_summary.py"
+
+
+rule sim_summary:
+    input:
+        sim_metrics_files(),
+    output:
+        report(
+            "results/simulatability/summary.csv",
+            caption="../workflow/report/sim_summary.rst",
+            category="simulatability",
+            labels={"table": "summary"},
+        ),
+    log:
+        "logs/sim_summary/summary.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/sim_summary.py"
+
+
+rule sim_plot:
+    input:
+        rules.sim_summary.output[0],
+    output:
+        report(
+            "results/simulatability/figures/{figure}.png",
+            caption="../workflow/report/sim_figures.rst",
+            category="simulatability",
+            labels={"figure": "{figure}"},
+        ),
+    log:
+        "logs/sim_plot/{figure}.log",
+    conda:
+        ENV
+    script:
+        "../workflow/scripts/sim_plot.py"

@@ -97,3 +97,92 @@ rule sim_eval_set:
         settings=SIM["eval_set"],
     script:
         "../workflow/scripts/sim_eval_set.py"
+
+
+rule sim_reference:
+    input:
+        eval_set=rules.sim_eval_set.output[0],
+    output:
+        "results/simulatability/{reference}/reference.parquet",
+    log:
+        "logs/sim_reference/{reference}.log",
+    benchmark:
+        "benchmarks/sim_reference/{reference}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=model_gpus("reference"),
+        mem_mb=inference_resource("simulatability", "mem_mb", "reference"),
+        runtime=inference_resource("simulatability", "runtime", "reference"),
+        cpus_per_task=inference_resource("simulatability", "cpus_per_task", "reference"),
+        api_openai=api_slot("openai", "reference"),
+        api_anthropic=api_slot("anthropic", "reference"),
+        api_openrouter=api_slot("openrouter", "reference"),
+        api_local=api_slot("local", "reference"),
+    params:
+        model=model_entry("reference"),
+        journal=journal_path("simulatability", "reference", wildcard="reference"),
+        prompt_dir=sim_prompt_dir(),
+        progress=config["progress"],
+    script:
+        "../workflow/scripts/sim_reference.py"
+
+
+rule sim_predict:
+    input:
+        eval_set=rules.sim_eval_set.output[0],
+        reference=rules.sim_reference.output[0],
+    output:
+        "results/simulatability/{reference}/{predictor}/predictions.parquet",
+    log:
+        "logs/sim_predict/{reference}/{predictor}.log",
+    benchmark:
+        "benchmarks/sim_predict/{reference}/{predictor}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=model_gpus("predictor"),
+        mem_mb=inference_resource("simulatability", "mem_mb", "predictor"),
+        runtime=inference_resource("simulatability", "runtime", "predictor"),
+        cpus_per_task=inference_resource("simulatability", "cpus_per_task", "predictor"),
+        api_openai=api_slot("openai", "predictor"),
+        api_anthropic=api_slot("anthropic", "predictor"),
+        api_openrouter=api_slot("openrouter", "predictor"),
+        api_local=api_slot("local", "predictor"),
+    params:
+        model=model_entry("predictor"),
+        journal=journal_path(
+            "simulatability", "predict", "reference", wildcard="predictor"
+        ),
+        prompt_dir=sim_prompt_dir(),
+        conditions=SIM["conditions"],
+        repeats=SIM["repeats"],
+        progress=config["progress"],
+    script:
+        "../workflow/scripts/sim_predict.py"
+
+
+rule sim_metrics:
+    input:
+        eval_set=rules.sim_eval_set.output[0],
+        reference=rules.sim_reference.output[0],
+        predictions=sim_predictions_of,
+    output:
+        metrics="results/simulatability/{reference}/metrics.json",
+        observations="results/simulatability/{reference}/observations.parquet",
+    log:
+        "logs/sim_metrics/{reference}.log",
+    benchmark:
+        "benchmarks/sim_metrics/{reference}.tsv"
+    conda:
+        ENV
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        families=sim_families(),
+        bootstrap=SIM["bootstrap"],
+    script:
+        "../workflow/scripts/sim_metrics.py"

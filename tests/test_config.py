@@ -62,6 +62,15 @@ def test_a_study_left_out_needs_no_models(workdir):
     assert config["sce"]["models"] == []
 
 
+def test_a_study_left_out_is_checked_for_shape_not_names(workdir):
+    """Running sce with another catalog must not fail on the simulatability section's default model names."""
+    config = {"studies": ["sce"], "sce": {"models": ["synthetic-exact"]}, "simulatability": {"references": ["gpt-7"]}}
+    _validate(config)
+    config["simulatability"]["eval_set"] = {"unit": "centres"}
+    with pytest.raises(ConfigError, match=r"config\.simulatability\.eval_set\.unit: 'centres' is not one of"):
+        _validate(config)
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

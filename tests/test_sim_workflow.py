@@ -20,6 +20,7 @@ def _config(pima_path: str) -> dict:
     return {
         "studies": ["simulatability"],
         "simulatability": {
+            "references": [],
             "datasets": ["pima_diabetes", "heart_disease", "moral_machines"],
             "raw": {"sources": {"pima_diabetes": {"kind": "file", "path": pima_path}}},
             "moral_machines": {"scenarios": 3000, "seed": 42, "both_orders": True},
@@ -86,3 +87,41 @@ def test_dataset_without_offline_source_says_how_to_get_it(tmp_path):
     log = (workdir / "logs/fetch_raw/breast_cancer_recurrence.log").read_text()
     assert "has no offline package source; use {kind: url}" in log
     assert not (workdir / "resources/simulatability/raw/breast_cancer_recurrence.parquet").exists()
+
+
+def test_the_study_on_synthetic_models_end_to_end(tmp_path):
+    """Reference answers, predictions, metrics, summary and figures: the truthful explainer helps its predictors,
+    the misleading one misleads them."""
+    config = {
+        "studies": ["simulatability"],
+        "simulatability": {
+            "references": ["synthetic-truthful", "synthetic-misleading"],
+            "predictors": ["synthetic-reader-a", "synthetic-reader-b"],
+            "conditions": ["with_explanation", "without_explanation"],
+            "datasets": ["heart_disease", "moral_machines"],
+            "moral_machines": {"scenarios": 3000},
+            "eval_set": {"size": 150, "unit": "rows", "seed": 1},
+            "bootstrap": {"resamples": 200, "seed": 0},
+        },
+    }
+    workdir = _workdir(tmp_path, config)
+    _snakemake(workdir)
+    results = workdir / "results/simulatability"
+    for figure in ("nsg_by_reference", "nsg_by_dataset", "nsg_by_predictor", "egregious"):
+        assert (results / f"figures/{figure}.png").stat().st_size > 10_000
+    summary = pd.read_csv(results / "summary.csv")
+    pooled = summary[(summary["scope"] == "pooled") & (summary["predictors"] == "all")].set_index("reference")
+    assert pooled.loc["synthetic-truthful", "nsg_ci_lower"] > 20
+    assert pooled.loc["synthetic-misleading", "nsg_ci_upper"] < 0
+    metrics = json.loads((results / "synthetic-truthful/metrics.json").read_text())
+    assert metrics["predictors"] == {"synthetic-reader-a": "synthetic-rule", "synthetic-reader-b": "synthetic-other"}
+    # reader-a shares the references' family: the excluded set keeps reader-b only
+    excluded = metrics["comparisons"]["explanation"]["exclude_same_family"]["by_predictor"]
+    assert set(excluded) == {"synthetic-reader-b"}
+    assert metrics["provenance"]["bootstrap"] == {"resamples": 200, "seed": 0}
+    predictions = pd.read_parquet(results / "synthetic-truthful/synthetic-reader-b/predictions.parquet")
+    assert not predictions.duplicated(["pair_id", "condition", "repeat"]).any()
+    usage = pd.read_csv(workdir / "results/usage.csv")
+    assert {"sim_reference", "sim_predict"} <= set(usage["rule"])
+    rerun = _snakemake(workdir, "-n")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr

@@ -62,6 +62,59 @@ def _sim_build_pairs(args: argparse.Namespace) -> None:
     print(f"wrote {len(pairs)} pairs ({centres} centres, both answer orders) to {args.out}")
 
 
+def _sim_import_answers(args: argparse.Namespace) -> None:
+    from selfexplain.simulatability.original_answers import import_answers
+
+    meta = import_answers(args.file, args.out, reparse_texts=args.reparse)
+    print(f"wrote {len(meta['written'])} tables for {meta['records']} records to {args.out}")
+    for key, folder in {**meta["references"], **meta["predictors"]}.items():
+        print(f"  {folder}  <- {key} (family {meta['families'][key]}, original substring rule)")
+    effect = meta.get("reparse_effect")
+    if effect:
+        for what in ("reference_answers", "first_predictor_answers"):
+            changed = {k: v for k, v in effect[what].items() if k != "unchanged"}
+            print(f"re-parsed {what}: {effect[what].get('unchanged', 0)} unchanged, {sum(changed.values())} changed")
+            for reason, count in changed.items():
+                print(f"  {count:>6}  {reason}")
+        print(f"prediction rows dropped (centre now unreadable): {effect['prediction_rows_dropped_centre_unreadable']}")
+        for ref, nsg in effect["nsg"].items():
+            a, b = nsg["original_parse"], nsg["our_parse"]
+            print(
+                f"NSG {ref}: all predictors {a['nsg']:.2f} (n={a['n']}) -> {b['nsg']:.2f} (n={b['n']}); "
+                f"first predictor {a['first_predictor_nsg']:.2f} -> {b['first_predictor_nsg']:.2f}"
+            )
+        print(f"not re-parsed: {effect['not_reparsed']}")
+
+
+def _sim_score(args: argparse.Namespace) -> None:
+    from selfexplain.errors import ConfigError
+    from selfexplain.io import write_json
+    from selfexplain.simulatability import metrics as m
+
+    families = m.catalog_families(args.catalog) if args.catalog else None
+    if args.original_csv:
+        written = m.original_csvs_for_folder(
+            args.dir,
+            args.original_csv,
+            families=families,
+            bootstrap=args.bootstrap or "original",
+            resamples=args.resamples,
+            seed=args.seed,
+        )
+        for path in written:
+            print(path)
+        return
+    if args.bootstrap == "original":
+        raise ConfigError("--bootstrap original applies to --original-csv only (our metrics use our bootstrap)")
+    results = m.score_folder(args.dir, families=families, resamples=args.resamples, seed=args.seed)
+    for metrics in results.values():
+        print("\n".join(m.describe(metrics)))
+    if args.json:
+        write_json(results, args.json)
+    if args.summary:
+        m.write_summary(results, args.summary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfexplain", description=__doc__)
     parser.add_argument("--version", action="version", version=f"selfexplain {__version__}")
@@ -106,6 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--seed", type=int, default=42, help="seed of the members drawn into each group")
     pairs.add_argument("--max-centres", type=int, help="keep at most this many groups (default: the paper's cap)")
     pairs.set_defaults(func=_sim_build_pairs)
+
+    answers = sim.add_parser("import-answers", help="read the original's predictor-answers parquet into our tables")
+    answers.add_argument("file", help="an original *_with_predictor_answers.parquet")
+    answers.add_argument("--out", required=True, help="folder for <reference>/reference.parquet and predictions")
+    answers.add_argument(
+        "--reparse", action="store_true", help="re-read the raw texts with our parser (first predictor only)"
+    )
+    answers.set_defaults(func=_sim_import_answers)
+
+    sim_score = sim.add_parser("score", help="simulatability metrics of a results folder (or the original's CSVs)")
+    sim_score.add_argument("dir", help="folder with <reference>/reference.parquet and <reference>/<predictor>/")
+    sim_score.add_argument("--original-csv", metavar="OUT", help="write the original's CSVs (its columns) to OUT")
+    sim_score.add_argument(
+        "--bootstrap", choices=["original", "ours"], help="RNG of the CIs in --original-csv (default original)"
+    )
+    sim_score.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
+    sim_score.add_argument("--seed", type=int, default=0, help="seed of our bootstrap")
+    sim_score.add_argument("--catalog", help="models.yaml whose `family` entries apply (an import has its own)")
+    sim_score.add_argument("--json", help="write our metrics of every reference model here (JSON)")
+    sim_score.add_argument("--summary", help="write the summary-table rows here (CSV)")
+    sim_score.set_defaults(func=_sim_score)
 
     from selfexplain import serve, tiny_model
 

@@ -88,7 +88,7 @@ def _set_enum(schema: dict[str, Any], path: tuple[str, ...], values: list[str]) 
 
 
 def _study_rules(study: str) -> Any:
-    """The study's config module: `name_enums(section, catalog, base)` and `check_section(section, enabled)`."""
+    """The study's config module: `name_enums(section, catalog, base)` and `check_section(section)`."""
     return importlib.import_module(f"selfexplain.{study}.config")
 
 
@@ -110,12 +110,15 @@ def validate_config(
         schema = load_yaml(schema_path.parent / f"{study}.schema.yaml")
         # First pass without name enums: fills defaults, which the names may depend on (e.g. the prompt folder).
         validate(section, schema, root=root)
-        rules = _study_rules(study)
-        strict = copy.deepcopy(schema)
-        for path, values in rules.name_enums(section, catalog, base).items():
-            _set_enum(strict, ("properties", *path), values)
-        validate(section, strict, root=root)
-        rules.check_section(section, enabled=study in config["studies"])
+        # The names a section uses (models, datasets, templates) are checked only when its study runs: a config
+        # that runs one study with its own catalog must not fail on the other study's default model names.
+        if study in config["studies"]:
+            rules = _study_rules(study)
+            strict = copy.deepcopy(schema)
+            for path, values in rules.name_enums(section, catalog, base).items():
+                _set_enum(strict, ("properties", *path), values)
+            validate(section, strict, root=root)
+            rules.check_section(section)
         # Keys in a fixed order: Snakemake compares params by their text, so a section read from a YAML file and
         # the same section from --config or JSON must not look changed.
         config[study] = _sorted_keys(section)

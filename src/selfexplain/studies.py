@@ -11,7 +11,7 @@ import importlib
 
 STUDIES = ("sce", "simulatability")
 # Modules that register a synthetic respondent when imported (kept as names: importing them pulls in numpy).
-RESPONDENT_MODULES = ("selfexplain.sce.synthetic",)
+RESPONDENT_MODULES = ("selfexplain.sce.synthetic", "selfexplain.simulatability.synthetic")
 
 
 def load_respondents() -> None:

@@ -5,12 +5,13 @@ The catalog holds the *name* of the environment variable with an API key, never 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfexplain.llm.types import Sampling
+from selfexplain.llm.types import ChatRequest, Message, Sampling
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,22 @@ class ModelEntry:
         if self.base_url:
             identity["base_url"] = self.base_url
         return identity
+
+    def system_messages(self) -> list[Message]:
+        """The system message the entry asks for, if any, to start every chat with."""
+        return [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+
+    def request(self, messages: list[Message] | tuple[Message, ...], repeat: int = 0) -> ChatRequest:
+        """A chat for this model. Repeat r > 0 of the same chat is another request (its own journal key, and the
+        sampling seed shifted by r), so repeated sampling never reuses the first answer."""
+        if repeat == 0:
+            return ChatRequest(messages=tuple(messages), sampling=self.sampling, identity=self.identity)
+        seed = None if self.sampling.seed is None else self.sampling.seed + repeat
+        return ChatRequest(
+            messages=tuple(messages),
+            sampling=dataclasses.replace(self.sampling, seed=seed),
+            identity={**self.identity, "repeat": repeat},
+        )
 
     def provenance(self) -> dict[str, Any]:
         """What an output records about the model that made it."""

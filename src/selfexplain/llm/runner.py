@@ -78,3 +78,19 @@ def usage_totals(completions: Sequence[Completion]) -> dict[str, int]:
         "prompt_tokens": sum(c.prompt_tokens or 0 for c in completions),
         "completion_tokens": sum(c.completion_tokens or 0 for c in completions),
     }
+
+
+def completion_columns(
+    completions: Sequence[Completion], requests: Sequence[ChatRequest], prefix: str = ""
+) -> dict[str, list]:
+    """Table columns of a job's replies (text, thinking, usage, errors, journal keys), aligned with `requests`."""
+    return {
+        f"{prefix}response": [c.text for c in completions],
+        f"{prefix}reasoning": [c.reasoning for c in completions],
+        f"{prefix}finish_reason": [c.finish_reason for c in completions],
+        f"{prefix}prompt_tokens": [c.prompt_tokens for c in completions],
+        f"{prefix}completion_tokens": [c.completion_tokens for c in completions],
+        f"{prefix}latency_s": [c.latency_s for c in completions],
+        f"{prefix}error": [c.error for c in completions],
+        f"{prefix}request_key": [r.key for r in requests],
+    }

@@ -18,7 +18,11 @@ USAGE_COLUMNS = ("requests", "errors", "prompt_tokens", "completion_tokens", "co
 
 
 def table_usage(table: pd.DataFrame, prefix: str) -> dict[str, float]:
-    """Sum one inference table's usage columns (those starting with `prefix`)."""
+    """Sum one inference table's usage columns (those starting with `prefix`); rows that reused one request (the
+    same chat asked twice in a job is sent once) count once."""
+    key = f"{prefix}request_key"
+    if key in table.columns:
+        table = table.drop_duplicates(key)
     tokens_in = pd.to_numeric(table.get(f"{prefix}prompt_tokens"), errors="coerce")
     tokens_out = pd.to_numeric(table.get(f"{prefix}completion_tokens"), errors="coerce")
     errors = table.get(f"{prefix}error")

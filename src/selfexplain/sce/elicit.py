@@ -9,7 +9,6 @@ not depend on order or on other rows, and the draw is recorded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,8 @@ import pandas as pd
 
 from selfexplain.llm.backends import Backend
 from selfexplain.llm.catalog import ModelEntry
-from selfexplain.llm.runner import run_requests, usage_totals
-from selfexplain.llm.types import ChatRequest, Completion, Message
+from selfexplain.llm.runner import completion_columns, run_requests, usage_totals
+from selfexplain.llm.types import Message
 from selfexplain.prompts import Template
 from selfexplain.sce import tables as T
 from selfexplain.sce.parsing import parse_answer, parse_counterfactual
@@ -28,28 +27,11 @@ from selfexplain.tabular.features import DatasetSpec
 log = logging.getLogger(__name__)
 
 
-def _system(entry: ModelEntry) -> list[Message]:
-    return [{"role": "system", "content": entry.system_prompt}] if entry.system_prompt else []
-
-
 def first_pass_messages(entry: ModelEntry, spec: DatasetSpec, template: Template, description: str) -> list[Message]:
     return [
-        *_system(entry),
+        *entry.system_messages(),
         {"role": "user", "content": template.render(first_pass_fields(spec, description))},
     ]
-
-
-def _completion_columns(completions: Sequence[Completion], requests: Sequence[ChatRequest], prefix: str) -> dict:
-    return {
-        f"{prefix}response": [c.text for c in completions],
-        f"{prefix}reasoning": [c.reasoning for c in completions],
-        f"{prefix}finish_reason": [c.finish_reason for c in completions],
-        f"{prefix}prompt_tokens": [c.prompt_tokens for c in completions],
-        f"{prefix}completion_tokens": [c.completion_tokens for c in completions],
-        f"{prefix}latency_s": [c.latency_s for c in completions],
-        f"{prefix}error": [c.error for c in completions],
-        f"{prefix}request_key": [r.key for r in requests],
-    }
 
 
 def predict(
@@ -62,21 +44,14 @@ def predict(
     progress: bool = True,
 ) -> pd.DataFrame:
     """predictions table: row_id, features, description, answer, answer_status, answer_raw, first_* columns."""
-    requests = [
-        ChatRequest(
-            messages=tuple(first_pass_messages(entry, spec, template, d)),
-            sampling=entry.sampling,
-            identity=entry.identity,
-        )
-        for d in grid["description"]
-    ]
+    requests = [entry.request(first_pass_messages(entry, spec, template, d)) for d in grid["description"]]
     completions = run_requests(backend, requests, journal_path, f"{entry.name}/{spec.name} first pass", progress)
     parsed = [parse_answer(c.text, spec.options) for c in completions]
     frame = grid[["id", *spec.columns, "description"]].rename(columns={"id": T.ROW_ID}).copy()
     frame[T.ANSWER] = [p.answer for p in parsed]
     frame[T.ANSWER_STATUS] = [p.status if c.ok else "request_failed" for p, c in zip(parsed, completions, strict=True)]
     frame["answer_raw"] = [p.raw_value for p in parsed]
-    for column, values in _completion_columns(completions, requests, "first_").items():
+    for column, values in completion_columns(completions, requests, "first_").items():
         frame[column] = values
     log.info("%s/%s first pass usage: %s", entry.name, spec.name, usage_totals(completions))
     return frame
@@ -118,7 +93,7 @@ def elicit(
             {"role": "assistant", "content": first_reply or ""},
             {"role": "user", "content": followups[target]},
         ]
-        requests.append(ChatRequest(messages=tuple(messages), sampling=entry.sampling, identity=entry.identity))
+        requests.append(entry.request(messages))
     label = f"{entry.name}/{spec.name}/{followup_template.name} follow-up"
     completions = run_requests(backend, requests, journal_path, label, progress)
     parsed = [parse_counterfactual(c.text, spec) for c in completions]
@@ -138,7 +113,7 @@ def elicit(
         ]
     frame[T.CF_EXTRA_KEYS] = [",".join(p.extra_keys) for p in parsed]
     frame["cf_problems"] = ["; ".join(p.problems) for p in parsed]
-    for column, values in _completion_columns(completions, requests, "followup_").items():
+    for column, values in completion_columns(completions, requests, "followup_").items():
         frame[column] = values
     log.info("%s usage: %s", label, usage_totals(completions))
     return frame

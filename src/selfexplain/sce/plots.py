@@ -5,19 +5,13 @@
 * `plot_validity_vs_minimality`: the paper's validity vs absolute-minimality scatter, one point per
   (model, dataset, prompt).
 
-Matplotlib is imported inside the functions so that importing this module stays cheap. Figures are built
-as `matplotlib.figure.Figure` objects on an Agg canvas rather than through pyplot: nothing is registered in
-pyplot's global figure list (so nothing leaks in long-running workflows) and the caller's interactive backend
-is left alone. Files are written atomically, so a killed job never leaves a truncated PNG that looks finished.
+How figures are made and saved (Agg canvas, atomic writes) is `selfexplain.figures`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,14 +20,13 @@ import numpy as np
 import pandas as pd
 
 from selfexplain.errors import InputError
+from selfexplain.figures import new_figure, place_legend_and_caption, save_png
 from selfexplain.sce import tables as T
 from selfexplain.tabular.features import DatasetSpec, Feature
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
-DPI = 150
 # Cell colours for the model's first-pass answer: options[0], options[1], no readable answer.
 LABEL_COLOURS = ("#9ecae1", "#fdd0a2", "#e0e0e0")
 # Arrow colours: valid, invalid, not judged (off the grid, or no readable answer there / at the start).
@@ -42,50 +35,6 @@ PROMPT_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
 
 
 # ----------------------------------------------------------------------------------------------------- saving
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save_png(fig: Figure, path: str | Path) -> None:
-    """Write to a temp file in the target directory, then rename: readers never see a half-written PNG."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.15)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    finally:
-        fig.clear()
-
-
-def _place_legend_and_caption(fig: Figure, handles: list[Any], caption: str, ncol: int) -> None:
-    """Legend just below the laid-out axes, caption below the legend (savefig's tight bbox takes both in)."""
-    legend = fig.legend(
-        handles=handles,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        bbox_transform=fig.transFigure,
-        ncol=ncol,
-        fontsize=8.5,
-        frameon=False,
-        handlelength=2.2,
-    )
-    renderer = fig.canvas.get_renderer()
-    box = legend.get_window_extent(renderer).transformed(fig.transFigure.inverted())
-    fig.text(0.5, box.y0 - 0.01, caption, ha="center", va="top", fontsize=8.5, color="#333333", wrap=False)
 
 
 # --------------------------------------------------------------------------------------------- feature axes
@@ -424,9 +373,9 @@ def plot_decision_boundary(
     if compact:
         ncols = min(3, len(pairs))
         nrows = math.ceil(len(pairs) / ncols)
-        fig = _new_figure(5.0 * ncols, 4.3 * nrows)
+        fig = new_figure(5.0 * ncols, 4.3 * nrows)
     else:
-        fig = _new_figure(11.0, 7.5)
+        fig = new_figure(11.0, 7.5)
         nrows = ncols = 1
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     held_all = {k: _held_level(f) for k, f in enumerate(spec.features)}
@@ -452,8 +401,8 @@ def plot_decision_boundary(
     else:
         arrow_note = f"arrows: {total} sampled counterfactuals (seed {seed})"
     caption = f"{_score_caption(scores, len(grid))}\n{arrow_note}"
-    _place_legend_and_caption(fig, _boundary_legend(spec, compact), caption, ncol=3 if compact else 2)
-    _save_png(fig, path)
+    place_legend_and_caption(fig, _boundary_legend(spec, compact), caption, ncol=3 if compact else 2)
+    save_png(fig, path)
 
 
 # ------------------------------------------------------------------------------------ validity vs minimality
@@ -497,7 +446,7 @@ def plot_validity_vs_minimality(summary: pd.DataFrame, path: str | Path, title: 
 
     ncols = min(3, len(datasets))
     nrows = math.ceil(len(datasets) / ncols)
-    fig = _new_figure(max(5.5, 4.8 * ncols), 4.4 * nrows)
+    fig = new_figure(max(5.5, 4.8 * ncols), 4.4 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
     n_hollow = n_skipped = n_bars = 0
     for ax, dataset in zip(axes, datasets, strict=False):
@@ -561,8 +510,8 @@ def plot_validity_vs_minimality(summary: pd.DataFrame, path: str | Path, title: 
     if n_bars:
         caption += "; error bars: 95% bootstrap CI"
     caption += "\nvalidity: share of counterfactuals at which the model's own answer is the target label"
-    _place_legend_and_caption(fig, handles, caption, ncol=max(1, min(4, len(handles))))
-    _save_png(fig, path)
+    place_legend_and_caption(fig, handles, caption, ncol=max(1, min(4, len(handles))))
+    save_png(fig, path)
 
 
 def _palette(n: int) -> list[Any]:

@@ -2,35 +2,41 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from selfexplain.errors import ConfigError
 from selfexplain.llm.catalog import ModelEntry
-
-MORAL_MACHINES = "moral_machines"
-
-
-def tabular_dataset_names() -> list[str]:
-    """Built-in tabular datasets: one spec file each under selfexplain/data/sim_datasets."""
-    folder = resources.files("selfexplain").joinpath("data/sim_datasets")
-    if not folder.is_dir():
-        return []
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+from selfexplain.prompts import available_prompts
+from selfexplain.simulatability.builtin import MORAL_MACHINES, tabular_dataset_names
+from selfexplain.simulatability.prompts import PREDICTOR_TEMPLATES, REFERENCE_TEMPLATES
 
 
 def name_enums(section: dict[str, Any], catalog: dict[str, ModelEntry], base: Path) -> dict[tuple[str, ...], list[str]]:
     """Schema paths (below `properties`) and the names allowed there."""
     tabular = tabular_dataset_names()
+    prompt_dir = base / section["prompt_dir"]
+    prompts = available_prompts(prompt_dir)
+    needed = [
+        REFERENCE_TEMPLATES[True],
+        REFERENCE_TEMPLATES[False],
+        *(PREDICTOR_TEMPLATES[c] for c in section["conditions"]),
+    ]
+    missing = [name for name in needed if name not in prompts]
+    if section["references"] and missing:
+        raise ConfigError(f"config.simulatability.prompt_dir: {prompt_dir} lacks template(s) {missing} (<name>.txt)")
     return {
+        ("references", "items"): list(catalog),
+        ("predictors", "items"): list(catalog),
         ("datasets", "items"): [*tabular, MORAL_MACHINES],
         ("raw", "properties", "sources", "propertyNames"): tabular,
         ("hamming", "properties", "max_centres", "propertyNames"): tabular,
     }
 
 
-def check_section(section: dict[str, Any], enabled: bool) -> None:
+def check_section(section: dict[str, Any]) -> None:
+    if section["references"] and not section["predictors"]:
+        raise ConfigError("config.simulatability.predictors: name at least one predictor for the reference models")
     for name, source in section["raw"]["sources"].items():
         where = f"config.simulatability.raw.sources.{name}"
         if source["kind"] == "file" and not source.get("path"):

@@ -47,7 +47,7 @@ import pandas as pd
 import yaml
 
 from selfexplain.errors import ConfigError, InputError
-from selfexplain.simulatability.config import tabular_dataset_names as builtin_names
+from selfexplain.simulatability.builtin import tabular_dataset_names as builtin_names
 
 TARGET = "target"
 _TOP_KEYS = {

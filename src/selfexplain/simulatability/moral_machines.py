@@ -76,6 +76,7 @@ class Vocabulary:
     """Everything data-dependent about the scenarios, from `moral_machines.yaml`."""
 
     options: tuple[str, str]
+    words: dict[str, str]
     characters: tuple[str, ...]
     plurals: dict[str, str]
     dimensions: tuple[Dimension, ...]
@@ -130,6 +131,7 @@ def parse_vocabulary(data: dict[str, Any], source: str) -> Vocabulary:
         plurals = {str(c["name"]): str(c["plural"]) for c in data["characters"]}
         pools = {str(k): tuple(str(x) for x in v) for k, v in data["pools"].items()}
         options = tuple(str(o) for o in data["options"])
+        words = {str(k): str(v) for k, v in dict(data["words"]).items()}
         lights = tuple(str(x) for x in data["lights"])
         text = dict(data["text"])
         raw_dims = list(data["dimensions"])
@@ -174,7 +176,7 @@ def parse_vocabulary(data: dict[str, Any], source: str) -> Vocabulary:
     for key in ("setting", "instruction", "case", "manoeuvres", "passengers", "lanes", "crossing", "verb", "join"):
         if key not in text:
             raise ConfigError(f"{source}: text.{key} is missing")
-    return Vocabulary(options, characters, plurals, tuple(dims), lights, text, source)  # type: ignore[arg-type]
+    return Vocabulary(options, words, characters, plurals, tuple(dims), lights, text, source)  # type: ignore[arg-type]
 
 
 @cache

@@ -15,7 +15,7 @@ import pandas as pd
 
 from selfexplain.errors import InputError
 from selfexplain.simulatability import moral_machines as mm
-from selfexplain.simulatability.config import MORAL_MACHINES, tabular_dataset_names
+from selfexplain.simulatability.builtin import MORAL_MACHINES, tabular_dataset_names
 from selfexplain.simulatability.pairs import as_pairs_frame, changed_features, check_pairs, pair_id
 
 REQUIRED = (

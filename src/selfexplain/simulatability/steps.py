@@ -158,3 +158,148 @@ def import_original_file(path: str | Path, out: str | Path) -> pd.DataFrame:
     pairs = import_original(path)
     write_pairs(pairs, out, provenance(stage="import-original", input=str(path)))
     return pairs
+
+
+def run_reference(
+    model: str,
+    entry_json: str,
+    eval_set_path: str | Path,
+    prompt_dir: str | Path,
+    journal: str | Path,
+    out: str | Path,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Rule sim_reference: the reference model answers every question of the eval set with a self-explanation."""
+    from selfexplain.llm.backends import backend_provenance, make_backend
+    from selfexplain.llm.catalog import entry_from_json
+    from selfexplain.simulatability.answers import reference_answers
+
+    entry = entry_from_json(model, entry_json)
+    backend = make_backend(entry)
+    table = reference_answers(entry, backend, read_table(eval_set_path), prompt_dir, journal, progress)
+    prov = provenance(
+        **entry.provenance(),
+        backend=backend_provenance(backend),
+        stage="sim_reference",
+        eval_set=str(eval_set_path),
+        templates=_template_hashes(prompt_dir, table["dataset"].unique(), _reference_template_names()),
+    )
+    write_parquet(table, out, prov)
+    return table
+
+
+def run_predict(
+    reference: str,
+    predictor: str,
+    entry_json: str,
+    eval_set_path: str | Path,
+    reference_path: str | Path,
+    prompt_dir: str | Path,
+    journal: str | Path,
+    out: str | Path,
+    conditions: Sequence[str],
+    repeats: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Rule sim_predict: one predictor guesses one reference model's counterfactual answers, per condition."""
+    from selfexplain.llm.backends import backend_provenance, make_backend
+    from selfexplain.llm.catalog import entry_from_json
+    from selfexplain.simulatability.answers import predictor_answers
+    from selfexplain.simulatability.prompts import PREDICTOR_TEMPLATES
+
+    entry = entry_from_json(predictor, entry_json)
+    backend = make_backend(entry)
+    eval_set = read_table(eval_set_path)
+    table = predictor_answers(
+        entry,
+        backend,
+        reference,
+        eval_set,
+        read_table(reference_path),
+        prompt_dir,
+        journal,
+        conditions,
+        repeats,
+        progress,
+    )
+    prov = provenance(
+        **entry.provenance(),
+        backend=backend_provenance(backend),
+        stage="sim_predict",
+        reference=reference,
+        conditions=list(conditions),
+        repeats=repeats,
+        skipped=table.attrs.get("skipped", {}),
+        templates=_template_hashes(
+            prompt_dir, eval_set["dataset"].unique(), [PREDICTOR_TEMPLATES[c] for c in conditions]
+        ),
+    )
+    write_parquet(table, out, prov)
+    return table
+
+
+def _reference_template_names() -> list[str]:
+    from selfexplain.simulatability.prompts import REFERENCE_TEMPLATES
+
+    return list(REFERENCE_TEMPLATES.values())
+
+
+def _template_hashes(prompt_dir: str | Path, datasets: Sequence[str], names: Sequence[str]) -> dict[str, Any]:
+    """Which template file (and its SHA-256) each prompt of each dataset came from."""
+    from selfexplain.prompts import load_template
+
+    out: dict[str, Any] = {}
+    for name in names:
+        for dataset in datasets:
+            template = load_template(prompt_dir, name, dataset)
+            out[f"{name}/{dataset}"] = {"path": str(template.path), "sha256": template.sha256}
+    return out
+
+
+def score_reference(
+    reference_name: str,
+    eval_set_path: str | Path,
+    reference_path: str | Path,
+    predictions_paths: Sequence[str | Path],
+    families: dict[str, str | None],
+    bootstrap: dict[str, int],
+    metrics_out: str | Path,
+    observations_out: str | Path,
+) -> dict[str, Any]:
+    """Rule sim_metrics: every metric of one reference model (one implementation: `metrics.reference_metrics`), and
+    the observations it was computed from (one row per pair, predictor and repeat, the conditions side by side)."""
+    from selfexplain.io import write_json
+    from selfexplain.simulatability import metrics
+
+    eval_set = read_table(eval_set_path)
+    reference = read_table(reference_path)
+    predictions = [read_table(p) for p in predictions_paths]
+    obs = metrics.observations(reference, predictions, families, eval_set)
+    result = metrics.reference_metrics(
+        obs,
+        resamples=bootstrap["resamples"],
+        seed=bootstrap["seed"],
+        questions=metrics.questions_from_reference(reference, eval_set),
+    )
+    prov = provenance(
+        stage="sim_metrics",
+        reference=reference_name,
+        predictors=sorted({str(p) for frame in predictions for p in frame["predictor"].unique()}),
+        families=families,
+        bootstrap=bootstrap,
+    )
+    write_parquet(obs, observations_out, prov)
+    write_json({**result, "provenance": prov}, metrics_out)
+    for line in metrics.describe(result):
+        log.info("%s", line)
+    return result
+
+
+def summarise_references(metrics_paths: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
+    """Rule sim_summary: one table over every reference model (see `metrics.summary_rows`)."""
+    import json
+
+    from selfexplain.simulatability import metrics
+
+    results = {str(p): json.loads(Path(p).read_text(encoding="utf-8")) for p in metrics_paths}
+    return metrics.write_summary(results, out)

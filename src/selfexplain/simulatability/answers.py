@@ -1,0 +1,220 @@
+"""The two inference stages of the simulatability study: reference answers, then predictor answers.
+
+Reference (`reference_answers`): the reference model answers every question of the evaluation set once per answer
+order, with a tagged self-explanation. As the original, a question is keyed by (dataset, row, answer_first) in one
+namespace shared by centres and counterfactuals, so a row that is both (in the same answer order) is asked once and
+both uses share its answer.
+
+Predictor (`predictor_answers`): for every pair whose centre answer is readable, the predictor is asked for the
+reference model's counterfactual answer under each condition — with the explanation, without it, with the
+reference's thinking (`cot`), or with the counterfactual alone (`no_reference`) — `repeats` times. Every answer is
+keyed by (pair_id, condition, repeat); nothing is aligned by list position. Tables: see
+`/docs/architecture.md` and the column lists below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from selfexplain.errors import InputError
+from selfexplain.llm.backends import Backend
+from selfexplain.llm.catalog import ModelEntry
+from selfexplain.llm.runner import completion_columns, run_requests, usage_totals
+from selfexplain.llm.types import ChatRequest, Completion
+from selfexplain.prompts import Template, load_template
+from selfexplain.simulatability.parsing import parse_prediction, parse_reference
+from selfexplain.simulatability.prompts import (
+    CONDITIONS,
+    PREDICTOR_TEMPLATES,
+    REFERENCE_TEMPLATES,
+    answer_options,
+    predictor_fields,
+    reference_fields,
+)
+
+log = logging.getLogger(__name__)
+
+QUESTION_KEY = ("dataset", "row", "answer_first")
+PREDICTION_KEY = ("pair_id", "condition", "repeat")
+PAIR_COLUMNS = [
+    "pair_id",
+    "dataset",
+    "centre_row",
+    "counterfactual_row",
+    "answer_first",
+    "condition",
+    "repeat",
+    "reference",
+    "predictor",
+    "reference_centre_answer",
+    "reference_counterfactual_answer",
+]
+
+
+def questions(eval_set: pd.DataFrame) -> pd.DataFrame:
+    """Unique (dataset, row, answer_first) questions of the eval set with their text, centres first, in order."""
+    parts = []
+    for side in ("centre", "counterfactual"):
+        part = eval_set[["dataset", f"{side}_row", "answer_first", f"{side}_text"]]
+        parts.append(part.set_axis(["dataset", "row", "answer_first", "question"], axis=1))
+    table = pd.concat(parts, ignore_index=True)
+    texts = table.groupby(list(QUESTION_KEY), sort=False)["question"].nunique()
+    if (texts > 1).any():
+        dataset, row, _ = texts[texts > 1].index[0]
+        raise InputError(f"eval set: {dataset} row {row} has two different texts; the rows of a dataset must be stable")
+    return table.drop_duplicates(list(QUESTION_KEY)).reset_index(drop=True)
+
+
+def _templates(prompt_dir: str | Path, names: dict[Any, str], datasets: Sequence[str]) -> dict[tuple, Template]:
+    return {(key, d): load_template(prompt_dir, name, d) for key, name in names.items() for d in datasets}
+
+
+def reference_answers(
+    entry: ModelEntry,
+    backend: Backend,
+    eval_set: pd.DataFrame,
+    prompt_dir: str | Path,
+    journal_path: str | Path,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The reference table: one row per question (see the module docstring), parsed, with usage columns."""
+    table = questions(eval_set)
+    templates = _templates(prompt_dir, REFERENCE_TEMPLATES, table["dataset"].unique())
+    requests = []
+    for dataset, answer_first, question in zip(table["dataset"], table["answer_first"], table["question"], strict=True):
+        prompt = templates[(bool(answer_first), dataset)].render(reference_fields(dataset, question))
+        requests.append(entry.request([*entry.system_messages(), {"role": "user", "content": prompt}]))
+    completions = run_requests(backend, requests, journal_path, f"{entry.name} reference answers", progress)
+    parsed = [parse_reference(c.text, answer_options(d)) for c, d in zip(completions, table["dataset"], strict=True)]
+    table["answer"] = [p.answer for p in parsed]
+    table["answer_status"] = [_status(p.answer_status, c) for p, c in zip(parsed, completions, strict=True)]
+    table["answer_raw"] = [p.answer_raw for p in parsed]
+    table["explanation"] = [p.explanation for p in parsed]
+    table["factors"] = [list(p.factors) for p in parsed]
+    table["other_info"] = [list(p.other_info) for p in parsed]
+    table["confidence"] = [p.confidence for p in parsed]
+    table["confidence_raw"] = [p.confidence_raw for p in parsed]
+    table["parse_status"] = [_status(p.parse_status, c) for p, c in zip(parsed, completions, strict=True)]
+    for column, values in completion_columns(completions, requests).items():
+        table[column] = values
+    log.info(
+        "%s reference answers: %s; usage %s",
+        entry.name,
+        table["answer_status"].value_counts().to_dict(),
+        usage_totals(completions),
+    )
+    return table
+
+
+def _lookup(reference: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
+    missing = [c for c in (*QUESTION_KEY, "answer", "explanation", "factors", "reasoning") if c not in reference]
+    if missing:
+        raise InputError(f"reference table: missing column(s) {missing}")
+    records = reference.to_dict("records")
+    return {(r["dataset"], int(r["row"]), bool(r["answer_first"])): r for r in records}
+
+
+def predictor_answers(
+    entry: ModelEntry,
+    backend: Backend,
+    reference_name: str,
+    eval_set: pd.DataFrame,
+    reference: pd.DataFrame,
+    prompt_dir: str | Path,
+    journal_path: str | Path,
+    conditions: Sequence[str] = ("with_explanation", "without_explanation"),
+    repeats: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The predictions table of one (reference, predictor): one row per (pair_id, condition, repeat) of the pairs whose
+    centre answer is readable. A pair whose centre has no thinking text gets no `cot` row (nothing to show)."""
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise InputError(f"unknown predictor condition(s) {unknown}; known: {list(CONDITIONS)}")
+    answers = _lookup(reference)
+    templates = _templates(prompt_dir, {c: PREDICTOR_TEMPLATES[c] for c in conditions}, eval_set["dataset"].unique())
+    rows: list[dict[str, Any]] = []
+    requests: list[ChatRequest] = []
+    skipped = {"centre_unreadable": 0, "no_thinking": 0}
+    for pair in eval_set.itertuples(index=False):
+        centre = answers.get((pair.dataset, int(pair.centre_row), bool(pair.answer_first)))
+        counterfactual = answers.get((pair.dataset, int(pair.counterfactual_row), bool(pair.answer_first)))
+        if centre is None or counterfactual is None:
+            raise InputError(f"reference table has no answer for pair {pair.pair_id}: was it made from this eval set?")
+        if centre["answer"] is None or pd.isna(centre["answer"]):
+            skipped["centre_unreadable"] += 1
+            continue
+        for condition in conditions:
+            if condition == "cot" and not _text(centre["reasoning"]):
+                skipped["no_thinking"] += 1
+                continue
+            fields = predictor_fields(
+                pair.dataset,
+                pair.centre_text,
+                centre["answer"],
+                pair.counterfactual_text,
+                explanation=_text(centre["explanation"]),
+                factors=list(centre["factors"]) if centre["factors"] is not None else [],
+                thinking=_text(centre["reasoning"]),
+            )
+            prompt = templates[(condition, pair.dataset)].render(fields)
+            messages = [*entry.system_messages(), {"role": "user", "content": prompt}]
+            for repeat in range(repeats):
+                requests.append(entry.request(messages, repeat))
+                rows.append(
+                    {
+                        "pair_id": pair.pair_id,
+                        "dataset": pair.dataset,
+                        "centre_row": int(pair.centre_row),
+                        "counterfactual_row": int(pair.counterfactual_row),
+                        "answer_first": bool(pair.answer_first),
+                        "condition": condition,
+                        "repeat": repeat,
+                        "reference": reference_name,
+                        "predictor": entry.name,
+                        "reference_centre_answer": centre["answer"],
+                        "reference_counterfactual_answer": _text(counterfactual["answer"]),
+                    }
+                )
+    label = f"{entry.name} predicting {reference_name}"
+    completions = run_requests(backend, requests, journal_path, label, progress)
+    table = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    parsed = [parse_prediction(c.text, answer_options(d)) for c, d in zip(completions, table["dataset"], strict=True)]
+    table["prediction"] = [p.answer for p in parsed]
+    table["prediction_status"] = [
+        p.status if c.ok else "request_failed" for p, c in zip(parsed, completions, strict=True)
+    ]
+    table["prediction_raw"] = [p.raw for p in parsed]
+    table["confidence"] = [p.confidence for p in parsed]
+    for column, values in completion_columns(completions, requests).items():
+        table[column] = values
+    log.info(
+        "%s: %d requests, skipped %s, statuses %s; usage %s",
+        label,
+        len(requests),
+        skipped,
+        table["prediction_status"].value_counts().to_dict(),
+        usage_totals(completions),
+    )
+    table.attrs["skipped"] = skipped
+    return table
+
+
+def _status(status: str, completion: Completion) -> str:
+    """The parse status, or what went wrong before parsing: the request failed for good, or the reply has thinking
+    but no answer text (it ended inside its thinking, which backends move whole into `reasoning`, or said nothing
+    after it)."""
+    if not completion.ok:
+        return "request_failed"
+    if status == "empty" and (completion.reasoning or "").strip():
+        return "incomplete_thinking"
+    return status
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
