@@ -125,9 +125,16 @@ def test_original_csvs_with_our_bootstrap(run, fixture):
 @needs_fixture
 def test_cli_score_writes_the_original_csvs_byte_for_byte(imported, fixture, tmp_path, capsys):
     out = tmp_path / "csv"
-    assert main(["simulatability", "score", str(imported), "--original-csv", str(out)]) == 0
+    args = ["simulatability", "score", str(imported), "--original-csv", str(out)]
+    assert main([*args, "--bootstrap", "original"]) == 0
     for name, file in ORIGINAL_CSV.items():
         assert (out / f"{name}.csv").read_bytes() == (fixture / file).read_bytes(), name
+    # our bootstrap (the default): the same counts and point estimates, other CIs
+    assert main(args) == 0
+    ours = pd.read_csv(out / "averaged.csv")
+    theirs = pd.read_csv(fixture / ORIGINAL_CSV["averaged"])
+    assert ours["normalized_gain"].tolist() == theirs["normalized_gain"].tolist()
+    assert ours["norm_gain_ci_upper"].tolist() != theirs["norm_gain_ci_upper"].tolist()
 
 
 @needs_fixture

@@ -97,7 +97,7 @@ def _sim_score(args: argparse.Namespace) -> None:
             args.dir,
             args.original_csv,
             families=families,
-            bootstrap=args.bootstrap or "original",
+            bootstrap=args.bootstrap or "ours",
             resamples=args.resamples,
             seed=args.seed,
         )
@@ -172,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim_score.add_argument("dir", help="folder with <reference>/reference.parquet and <reference>/<predictor>/")
     sim_score.add_argument("--original-csv", metavar="OUT", help="write the original's CSVs (its columns) to OUT")
     sim_score.add_argument(
-        "--bootstrap", choices=["original", "ours"], help="RNG of the CIs in --original-csv (default original)"
+        "--bootstrap",
+        choices=["original", "ours"],
+        help="RNG of the CIs in --original-csv: ours (default) or the original's resampling order and seeding",
     )
     sim_score.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
     sim_score.add_argument("--seed", type=int, default=0, help="seed of our bootstrap")
