@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from selfexplain.config import load_yaml, validate
 from selfexplain.llm.backends import make_backend
 from selfexplain.llm.catalog import parse_entry
 from selfexplain.simulatability import metrics, steps
@@ -16,15 +17,7 @@ from selfexplain.simulatability.pairs import sample_eval_set
 from tests.conftest import REPO, fixtures_dir
 
 PROMPTS = REPO / "config" / "prompts" / "simulatability"
-HAMMING = {
-    "max_distance": 2,
-    "min_group_size": 5,
-    "max_group_size": 10,
-    "max_imbalance": 0.3,
-    "seed": 42,
-    "max_centres": {},
-    "cap_seed": 42,
-}
+HAMMING = validate({}, load_yaml(REPO / "workflow/schemas/simulatability.schema.yaml"), "simulatability")["hamming"]
 CONDITIONS = ["with_explanation", "without_explanation"]
 
 

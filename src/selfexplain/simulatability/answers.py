@@ -36,24 +36,9 @@ from selfexplain.simulatability.prompts import (
     predictor_fields,
     reference_fields,
 )
+from selfexplain.simulatability.tables import PREDICTION_COLUMNS, QUESTION_KEY
 
 log = logging.getLogger(__name__)
-
-QUESTION_KEY = ("dataset", "row", "answer_first")
-PREDICTION_KEY = ("pair_id", "condition", "repeat")
-PAIR_COLUMNS = [
-    "pair_id",
-    "dataset",
-    "centre_row",
-    "counterfactual_row",
-    "answer_first",
-    "condition",
-    "repeat",
-    "reference",
-    "predictor",
-    "reference_centre_answer",
-    "reference_counterfactual_answer",
-]
 
 
 def questions(eval_set: pd.DataFrame) -> pd.DataFrame:
@@ -183,7 +168,7 @@ def predictor_answers(
                 )
     label = f"{entry.name} predicting {reference_name}"
     completions = run_requests(backend, requests, journal_path, label, progress)
-    table = pd.DataFrame(rows, columns=PAIR_COLUMNS)
+    table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
     parsed = [parse_prediction(c.text, answer_options(d)) for c, d in zip(completions, table["dataset"], strict=True)]
     table["prediction"] = [p.answer for p in parsed]
     table["prediction_status"] = [

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from selfexplain.errors import InputError
+from selfexplain.simulatability.tables import PREDICTION_COLUMNS
 
 WITH = "with_explanation"
 WITHOUT = "without_explanation"
@@ -79,18 +80,9 @@ OBSERVATION_COLUMNS = [
 LABEL_COLUMNS = ["centre_label", "counterfactual_label"]
 # Carried when the predictions tables have them (the import of an original file writes both).
 EXTRA_COLUMNS = ["counterfactual_row", "predictor_index", "source_row"]
-PREDICTION_REQUIRED = (
-    "pair_id",
-    "dataset",
-    "centre_row",
-    "counterfactual_row",
-    "answer_first",
-    "condition",
-    "repeat",
-    "reference",
-    "predictor",
-    "prediction",
-)
+# What a predictions table must hold: its key and pair columns (without the stored reference answers, which come from
+# the reference table) and the prediction.
+PREDICTION_REQUIRED = (*(c for c in PREDICTION_COLUMNS if not c.startswith("reference_")), "prediction")
 # The 9 per-cluster counts, in the original's order.
 COUNTS = (
     "with_correct",

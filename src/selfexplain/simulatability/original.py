@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from selfexplain.errors import InputError
+from selfexplain.io import read_table
 from selfexplain.simulatability import moral_machines as mm
 from selfexplain.simulatability.builtin import MORAL_MACHINES, tabular_dataset_names
 from selfexplain.simulatability.pairs import as_pairs_frame, changed_features, check_pairs, pair_id
@@ -34,13 +35,7 @@ _STALE_MM = " Respond with one word only."
 
 
 def read_original(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"original counterfactual file not found: {path}")
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise InputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    frame = read_table(path)
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise InputError(
