@@ -8,6 +8,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# `snakemake --report report.html` opens on this page (it includes the front page the workflow builds).
+report: "workflow/report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/sce.smk"
 include: "rules/simulatability.smk"

@@ -254,27 +254,30 @@ def all_usage_items():
 
 
 def study_targets(study):
+    """A study's outputs, with the report pages of its summary (results/report/, shown by `snakemake --report`)."""
     if study == "sce":
         return [
             "results/sce/summary.csv",
+            "results/report/sce_summary.html",
             "results/sce/figures/validity_vs_minimality.png",
             *sce_boundary_figures(),
         ]
     if study == "simulatability":
         figures = [f"results/simulatability/figures/{f}.png" for f in SIM_FIGURES]
+        summary = [
+            "results/simulatability/summary.csv",
+            "results/report/sim_summary.html",
+        ]
         return [
             "results/simulatability/eval_set.parquet",
-            *(
-                ["results/simulatability/summary.csv", *figures]
-                if sim_references()
-                else []
-            ),
+            *([*summary, *figures] if sim_references() else []),
         ]
     return []
 
 
 def all_targets():
+    """Every study's targets, the usage table and the report's front page."""
     targets = [t for study in STUDIES for t in study_targets(study)]
     if all_usage_items():
-        targets.insert(0, "results/usage.csv")
-    return targets
+        targets[:0] = ["results/usage.csv", "results/report/usage.html"]
+    return ["results/report/front_page.html", *targets]

@@ -1,4 +1,9 @@
-# Summary tables and figures, registered for `snakemake --report`.
+# Summary tables, figures and the front page, registered for `snakemake --report`. The report opens on the front
+# page (the workflow description includes results/report/front_page_fragment.html); its categories sort by name.
+from selfexplain.report import OVERVIEW, REPORT_CATEGORIES, model_facts
+
+SCE_CATEGORY = REPORT_CATEGORIES["sce"]
+SIM_CATEGORY = REPORT_CATEGORIES["simulatability"]
 
 
 localrules:
@@ -8,6 +13,123 @@ localrules:
     sce_plot_boundary,
     sim_summary,
     sim_plot,
+    report_front_page,
+    report_sce_table,
+    report_sim_table,
+    report_usage_table,
+
+
+# Catalog facts of every model of the run (roles: sce, reference, predictor), for the front page and the badges.
+REPORT_MODELS = model_facts(
+    CATALOG,
+    sce=study_models("sce"),
+    references=sim_references(),
+    predictors=sim_predictors(),
+)
+SYNTHETIC = [m["name"] for m in REPORT_MODELS if m["backend"] == "synthetic"]
+# Summaries for the headline numbers; metrics, eval set and inference tables for sizes and provenance (empty lists
+# for a study not run).
+FRONT_PAGE_INPUTS = {
+    "sce_summary": ["results/sce/summary.csv"] if "sce" in STUDIES else [],
+    "sim_summary": ["results/simulatability/summary.csv"] if sim_references() else [],
+    "eval_set": (
+        ["results/simulatability/eval_set.parquet"]
+        if "simulatability" in STUDIES
+        else []
+    ),
+    "sce_metrics": sce_metrics_files(),
+    "sim_metrics": sim_metrics_files(),
+    "tables": [item[0] for item in all_usage_items()],
+}
+
+
+rule report_front_page:
+    input:
+        **FRONT_PAGE_INPUTS,
+    output:
+        page=report(
+            "results/report/front_page.html",
+            caption="../workflow/report/front_page.rst",
+            category=OVERVIEW,
+            labels={"content": "front page"},
+        ),
+        fragment="results/report/front_page_fragment.html",
+    log:
+        "logs/report_front_page/front_page.log",
+    conda:
+        ENV
+    params:
+        studies=STUDIES,
+        models=REPORT_MODELS,
+        sce=SCE if "sce" in STUDIES else None,
+        simulatability=SIM if "simulatability" in STUDIES else None,
+    script:
+        "../workflow/scripts/report_front_page.py"
+
+
+rule report_sce_table:
+    input:
+        "results/sce/summary.csv",
+    output:
+        report(
+            "results/report/sce_summary.html",
+            caption="../workflow/report/sce_summary_table.rst",
+            category=SCE_CATEGORY,
+            subcategory="1 Summary",
+            labels={"content": "summary table"},
+        ),
+    log:
+        "logs/report_tables/sce_summary.log",
+    conda:
+        ENV
+    params:
+        kind="sce_summary",
+        synthetic=SYNTHETIC,
+    script:
+        "../workflow/scripts/report_table.py"
+
+
+rule report_sim_table:
+    input:
+        "results/simulatability/summary.csv",
+    output:
+        report(
+            "results/report/sim_summary.html",
+            caption="../workflow/report/sim_summary_table.rst",
+            category=SIM_CATEGORY,
+            subcategory="1 Summary",
+            labels={"content": "summary table"},
+        ),
+    log:
+        "logs/report_tables/sim_summary.log",
+    conda:
+        ENV
+    params:
+        kind="sim_summary",
+        synthetic=SYNTHETIC,
+    script:
+        "../workflow/scripts/report_table.py"
+
+
+rule report_usage_table:
+    input:
+        "results/usage.csv",
+    output:
+        report(
+            "results/report/usage.html",
+            caption="../workflow/report/usage_table.rst",
+            category=OVERVIEW,
+            labels={"content": "usage table"},
+        ),
+    log:
+        "logs/report_tables/usage.log",
+    conda:
+        ENV
+    params:
+        kind="usage",
+        synthetic=SYNTHETIC,
+    script:
+        "../workflow/scripts/report_table.py"
 
 
 rule sce_summary:
@@ -17,8 +139,9 @@ rule sce_summary:
         report(
             "results/sce/summary.csv",
             caption="../workflow/report/sce_summary.rst",
-            category="sce",
-            labels={"table": "summary"},
+            category=SCE_CATEGORY,
+            subcategory="1 Summary",
+            labels={"content": "summary table (CSV download)"},
         ),
     log:
         "logs/sce_summary/summary.log",
@@ -37,8 +160,9 @@ rule sce_plot:
         report(
             "results/sce/figures/validity_vs_minimality.png",
             caption="../workflow/report/sce_scatter.rst",
-            category="sce",
-            labels={"figure": "validity vs minimality"},
+            category=SCE_CATEGORY,
+            subcategory="1 Summary",
+            labels={"content": "validity vs minimality (figure)"},
         ),
     log:
         "logs/sce_plot/validity_vs_minimality.log",
@@ -56,8 +180,8 @@ rule sce_plot_boundary:
         report(
             "results/sce/figures/boundary/{model}__{grid}__{prompt}.png",
             caption="../workflow/report/sce_boundary.rst",
-            category="sce",
-            subcategory="decision boundaries",
+            category=SCE_CATEGORY,
+            subcategory="2 Decision boundaries",
             labels={"model": "{model}", "dataset": "{grid}", "prompt": "{prompt}"},
         ),
     log:
@@ -77,8 +201,8 @@ rule usage_summary:
         report(
             "results/usage.csv",
             caption="../workflow/report/usage.rst",
-            category="usage",
-            labels={"table": "usage"},
+            category=OVERVIEW,
+            labels={"content": "usage table (CSV download)"},
         ),
     log:
         "logs/usage_summary/usage.log",
@@ -98,8 +222,9 @@ rule sim_summary:
         report(
             "results/simulatability/summary.csv",
             caption="../workflow/report/sim_summary.rst",
-            category="simulatability",
-            labels={"table": "summary"},
+            category=SIM_CATEGORY,
+            subcategory="1 Summary",
+            labels={"content": "summary table (CSV download)"},
         ),
     log:
         "logs/sim_summary/summary.log",
@@ -116,8 +241,9 @@ rule sim_plot:
         report(
             "results/simulatability/figures/{figure}.png",
             caption="../workflow/report/sim_figures.rst",
-            category="simulatability",
-            labels={"figure": "{figure}"},
+            category=SIM_CATEGORY,
+            subcategory="2 Figures",
+            labels=lambda wildcards: {"figure": SIM_FIGURES[wildcards.figure]},
         ),
     log:
         "logs/sim_plot/{figure}.log",

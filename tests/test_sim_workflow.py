@@ -70,7 +70,8 @@ def test_pairs_and_eval_set_through_snakemake(tmp_path):
     (workdir / "config" / "tiny.yaml").write_text(json.dumps(config))
     dry = _snakemake(workdir, "-n")
     stats = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout + dry.stderr, flags=re.MULTILINE))
-    assert {k: int(v) for k, v in stats.items() if k != "total"} == {"sim_pairs": 2, "sim_eval_set": 1, "all": 1}
+    expected = {"sim_pairs": 2, "sim_eval_set": 1, "report_front_page": 1, "all": 1}
+    assert {k: int(v) for k, v in stats.items() if k != "total"} == expected
 
 
 def test_dataset_without_offline_source_says_how_to_get_it(tmp_path):

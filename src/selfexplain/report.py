@@ -54,7 +54,7 @@ SENTENCES = {
     "rcf_a": (
         "Mean RCF_A: how much farther, on average, a valid counterfactual goes than the nearest grid point the model "
         "labels differently, in the run's distance (Gower unless the prompt names L1 or L2); 0 is as minimal as "
-        "possible, lower is better."
+        "possible, lower is better; a dash where no counterfactual is valid."
     ),
     "nsg": (
         "NSG (normalized simulatability gain, %): of the predictors' wrong guesses of the reference model's answer "
@@ -77,6 +77,7 @@ CSS = """
 .se-report h1{font-size:1.6em;margin:.2em 0 .4em}
 .se-report h2{font-size:1.3em;margin:1.4em 0 .4em;border-bottom:1px solid #d5dbe1;padding-bottom:.15em}
 .se-report h3{font-size:1.08em;margin:1.1em 0 .3em}
+.se-report h4{font-size:1em;margin:.8em 0 .2em}
 .se-report p,.se-report li{margin:.3em 0}
 .se-report ul{padding-left:1.3em;margin:.3em 0}
 .se-report table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em;width:auto}
@@ -95,8 +96,13 @@ CSS = """
 .se-report dl{margin:.3em 0}.se-report dt{font-weight:600;margin-top:.4em}.se-report dd{margin:0 0 0 1.2em}
 .se-report .scroll{overflow-x:auto}
 """
-# Snakemake's report shows its workflow description in a narrow column; let the front page use the width.
-FRAGMENT_CSS = "div.prose:has(#se-front){max-width:60rem}"
+# Inside Snakemake's report (where the workflow description sits in a narrow column of a centred box, which hides
+# the top of a description taller than the window): let the front page use the width and scroll from its top.
+FRAGMENT_CSS = (
+    "div.prose:has(#se-front){max-width:64rem}"
+    "div.overflow-auto:has(#se-front){align-items:flex-start;justify-content:flex-start}"
+    "#se-front code::before,#se-front code::after{content:none}"
+)
 
 
 # -- formatting ----------------------------------------------------------------------------------------------------
@@ -155,10 +161,12 @@ def label(name: Any, mapping: Mapping[str, str] | None = None) -> str:
     return (mapping or {}).get(name, name.replace("_", " "))
 
 
+BADGE = '<span class="badge">synthetic</span>'
+
+
 def model_html(name: Any, synthetic: Collection[str] = ()) -> str:
     """A model name, with a "synthetic" badge when it is one of `synthetic`."""
-    badge = '<span class="badge">synthetic</span>' if str(name) in synthetic else ""
-    return esc(name) + badge
+    return esc(name) + (BADGE if str(name) in synthetic else "")
 
 
 # -- tables --------------------------------------------------------------------------------------------------------
@@ -174,14 +182,21 @@ class Column:
 
 @dataclass(frozen=True)
 class Group:
-    """Rows under one heading (no heading: rows only)."""
+    """Rows under one heading (None: rows only); `badge`: mark the heading's model as synthetic."""
 
     heading: str | None
     rows: Sequence[Mapping[str, Any]]
+    badge: bool = False
 
 
 def text(key: str, mapping: Mapping[str, str] | None = None) -> Callable[[Mapping[str, Any]], str]:
+    """A readable label (`label`)."""
     return lambda row: esc(label(row.get(key), mapping))
+
+
+def ident(key: str) -> Callable[[Mapping[str, Any]], str]:
+    """A name as the config spells it (dataset, prompt, distance), or the dash."""
+    return lambda row: esc(MISSING if is_missing(row.get(key)) else row.get(key))
 
 
 def number(key: str, digits: int = 1) -> Callable[[Mapping[str, Any]], str]:
@@ -200,30 +215,24 @@ def render_table(
     columns: Sequence[Column],
     groups: Iterable[Group],
     *,
-    caption: str | None = None,
     row_class: Callable[[Mapping[str, Any]], str | None] = lambda row: None,
 ) -> str:
     """An HTML table; group headings span the full width. Cells come escaped from their columns."""
-    parts = ["<div class='scroll'><table>"]
-    if caption:
-        parts.append(f"<caption>{esc(caption)}</caption>")
-    parts.append("<thead><tr>")
+    parts = ["<div class='scroll'><table><thead><tr>"]
     for column in columns:
         title = f' title="{esc(column.note)}"' if column.note else ""
         parts.append(f'<th scope="col"{title}>{esc(column.header)}</th>')
     parts.append("</tr></thead><tbody>")
     for group in groups:
         if group.heading is not None:
-            parts.append(
-                f'<tr class="group"><th colspan="{len(columns)}" scope="colgroup">{esc(group.heading)}</th></tr>'
-            )
+            heading = esc(group.heading) + (BADGE if group.badge else "")
+            parts.append(f'<tr class="group"><th colspan="{len(columns)}" scope="colgroup">{heading}</th></tr>')
         for row in group.rows:
             css = row_class(row)
             parts.append(f'<tr class="{esc(css)}">' if css else "<tr>")
             for column in columns:
-                parts.append(
-                    f'<td class="num">{column.cell(row)}</td>' if column.numeric else f"<td>{column.cell(row)}</td>"
-                )
+                cell = column.cell(row)
+                parts.append(f'<td class="num">{cell}</td>' if column.numeric else f"<td>{cell}</td>")
             parts.append("</tr>")
     parts.append("</tbody></table></div>")
     return "".join(parts)
@@ -233,9 +242,14 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return frame.to_dict("records")
 
 
-def _grouped(frame: pd.DataFrame, key: str, heading: Callable[[Any, pd.DataFrame], str]) -> list[Group]:
-    """One group per value of `key`, in order of first appearance."""
-    return [Group(heading(value, part), _records(part)) for value, part in frame.groupby(key, sort=False)]
+def _grouped(
+    frame: pd.DataFrame, key: str, heading: Callable[[Any, pd.DataFrame], str], badges: Collection[str] = ()
+) -> list[Group]:
+    """One group per value of `key`, in order of first appearance; `badges`: values to mark synthetic."""
+    return [
+        Group(heading(value, part), _records(part), str(value) in badges)
+        for value, part in frame.groupby(key, sort=False, dropna=False)
+    ]
 
 
 def _need(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -244,13 +258,25 @@ def _need(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
         raise InputError(f"{what}: missing column(s) {missing}")
 
 
+def synthetic_note(names: Iterable[Any], synthetic: Collection[str]) -> tuple[str, set[str]]:
+    """How to mark synthetic models among `names`: a sentence when all of them are (no badges then), else the names
+    to badge."""
+    names = {str(n) for n in names if not is_missing(n)}
+    marked = names & set(synthetic)
+    if names and marked == names:
+        return (
+            "Every model here is synthetic: a rule-based stand-in that tests the pipeline, not a language model.",
+            set(),
+        )
+    return "", marked
+
+
 # -- sce summary ---------------------------------------------------------------------------------------------------
 SCE_FAILURES = {
-    "n_first_answer_unreadable": "first answer unreadable",
-    "n_counterfactual_unreadable": "counterfactual unreadable",
-    "n_counterfactual_off_grid": "counterfactual off the grid",
-    "n_verification_unreadable": "verification unreadable",
-    "n_cf_status_no_json": "no JSON in the answer",
+    "n_first_answer_unreadable": "First answer unreadable",
+    "n_counterfactual_unreadable": "Counterfactual unreadable",
+    "n_counterfactual_off_grid": "Counterfactual off the grid",
+    "n_verification_unreadable": "Answer at the counterfactual unreadable",
 }
 SCE_AGGREGATES = {
     "mean_distance": "Mean distance",
@@ -265,64 +291,76 @@ SCE_AGGREGATES = {
     "total_minimality": "Total minimality",
     "total_minimality_A": "Total minimality_A",
 }
-
-
-def _sce_groups(summary: pd.DataFrame) -> list[Group]:
-    def heading(dataset: Any, part: pd.DataFrame) -> str:
-        points = part["n_rows"].max() if "n_rows" in part else None
-        return f"Dataset {dataset}" + ("" if is_missing(points) else f" ({fmt_count(points)} grid points)")
-
-    return _grouped(summary, "dataset", heading)
+SCE_NOTES = {
+    "strict": (
+        "Valid counterfactuals among all rows with a readable first answer, unreadable and off-grid counterfactuals "
+        "counted as invalid."
+    ),
+    "exact": "Kept rows whose counterfactual is valid and exactly the nearest grid point the model labels differently.",
+    "kept": "Rows the original aggregates count: readable first answer, counterfactual on the grid, readable answer "
+    "there.",
+    "aggregates": (
+        "On valid counterfactuals, with d the distance to the counterfactual and d_min the distance to the nearest "
+        "grid point the model labels differently: RCF = d/d_min \u2212 1 and RCF_A = d \u2212 d_min. On invalid "
+        "ones, ICF and ICF_A: the counterfactual's distance to the nearest point labelled opposite to it, divided "
+        "by d_min and absolute. Total minimality mixes them by validity, as the original study does. Mean distance: "
+        "mean d over kept rows. All in the run's distance."
+    ),
+}
 
 
 def sce_summary_html(summary: pd.DataFrame, synthetic: Collection[str] = ()) -> str:
     """The sce summary as three tables (headline metrics, the original study's aggregates, failures), rows grouped by
-    dataset, then model and prompt as in the summary."""
+    dataset, then model and prompt in the summary's order."""
     _need(summary, ["model", "dataset", "prompt", "validity_percent", "mean_RCF_A"], "sce summary")
-    model = Column("Model", lambda row: model_html(row.get("model"), synthetic))
-    prompt = Column("Prompt", text("prompt"))
-    groups = _sce_groups(summary)
+    note, badges = synthetic_note(summary["model"], synthetic)
+    model = Column("Model", lambda row: model_html(row.get("model"), badges))
+    prompt = Column("Prompt", ident("prompt"))
+
+    def heading(dataset: Any, part: pd.DataFrame) -> str:
+        points = part["n_rows"].max() if "n_rows" in part else None
+        return f"Dataset {dataset}" + ("" if is_missing(points) else f" ({fmt_count(points)} grid points)")
+
+    groups = _grouped(summary, "dataset", heading)
     main = [
         model,
         prompt,
-        Column("Distance", text("distance_metric")),
+        Column("Distance", ident("distance_metric")),
         Column(
-            f"Validity % [{CI}]",
+            "Validity %",
             with_ci("validity_percent", "validity_ci_low", "validity_ci_high"),
             True,
             SENTENCES["validity"],
         ),
         Column(
-            f"Mean RCF_A [{CI}]",
-            with_ci("mean_RCF_A", "mean_RCF_A_ci_low", "mean_RCF_A_ci_high", 3),
-            True,
-            SENTENCES["rcf_a"],
+            "Mean RCF_A", with_ci("mean_RCF_A", "mean_RCF_A_ci_low", "mean_RCF_A_ci_high", 3), True, SENTENCES["rcf_a"]
         ),
-        Column(
-            "Strict validity %",
-            number("strict_validity_percent"),
-            True,
-            "Valid counterfactuals as a share of every grid row, unreadable ones counted as invalid.",
-        ),
-        Column("Exact match %", number("exact_match"), True, "Valid counterfactuals that are the nearest flip."),
-        Column("Rows kept", count("n_kept"), True, "Rows with a readable first answer and counterfactual."),
+        Column("Strict validity %", number("strict_validity_percent"), True, SCE_NOTES["strict"]),
+        Column("Exact match %", number("exact_match"), True, SCE_NOTES["exact"]),
+        Column("Rows kept", count("n_kept"), True, SCE_NOTES["kept"]),
         Column("Grid rows", count("n_rows"), True),
     ]
     aggregates = [model, prompt] + [
         Column(name, number(key, 3), True) for key, name in SCE_AGGREGATES.items() if key in summary
     ]
-    failures = [model, prompt, Column("Grid rows", count("n_rows"), True)] + [
-        Column(name, count(key), True) for key, name in SCE_FAILURES.items() if key in summary
+    statuses = [c for c in summary.columns if c.startswith("n_cf_status_")]
+    failures = [model, prompt, Column("Grid rows", count("n_rows"), True)]
+    failures += [Column(name, count(key), True) for key, name in SCE_FAILURES.items() if key in summary]
+    failures += [
+        Column(f"Counterfactual answer: {label(c.removeprefix('n_cf_status_'))}", count(c), True) for c in statuses
     ]
     return "".join(
         [
+            f"<p>{esc(note)}</p>" if note else "",
             "<h2>Headline metrics</h2>",
+            f"<p class='note'>{esc(SENTENCES['validity'])} {esc(SENTENCES['rcf_a'])}</p>",
             render_table(main, groups),
             "<h2>The original study's aggregates</h2>",
-            "<p class='note'>RCF: how much farther a valid counterfactual goes than the nearest flip, relative to that "
-            "distance; _A: the absolute excess; ICF: the same for invalid counterfactuals. In the run's distance.</p>",
+            f"<p class='note'>{esc(SCE_NOTES['aggregates'])}</p>",
             render_table(aggregates, groups),
             "<h2>Failures (rows)</h2>",
+            "<p class='note'>Rows lost at each step; a row counts under its first failure. The counterfactual-answer "
+            "columns count how the follow-up answers were read.</p>",
             render_table(failures, groups),
         ]
     )
@@ -331,14 +369,19 @@ def sce_summary_html(summary: pd.DataFrame, synthetic: Collection[str] = ()) -> 
 # -- simulatability summary ----------------------------------------------------------------------------------------
 SIM_RATES = {
     "nsg": ("NSG %", SENTENCES["nsg"]),
-    "with_accuracy": ("Accuracy with %", "Predictors' guesses right, in the comparison's 'with' condition."),
-    "without_accuracy": ("Accuracy without %", "Predictors' guesses right, in the comparison's 'without' condition."),
-    "gain": ("Gain (points)", "Accuracy with minus accuracy without, in percentage points."),
+    "with_accuracy": ("With %", "Predictors' guesses that match the reference model, in the 'with' condition."),
+    "without_accuracy": (
+        "Without %",
+        "Predictors' guesses that match the reference model, in the 'without' condition.",
+    ),
+    "gain": ("Gain (points)", "With minus without, in percentage points."),
+}
+CHANGE_RATES = {
     "diff_pct": ("Answer changed %", "Counterfactuals on which the reference model changed its answer."),
-    "with_accuracy_changed": ("With, changed %", "Accuracy with, on counterfactuals where the answer changed."),
-    "without_accuracy_changed": ("Without, changed %", "Accuracy without, where the answer changed."),
-    "with_accuracy_unchanged": ("With, unchanged %", "Accuracy with, where the answer stayed the same."),
-    "without_accuracy_unchanged": ("Without, unchanged %", "Accuracy without, where the answer stayed the same."),
+    "with_accuracy_changed": ("With, changed %", "'With' accuracy where the reference model changed its answer."),
+    "without_accuracy_changed": ("Without, changed %", "'Without' accuracy where it changed its answer."),
+    "with_accuracy_unchanged": ("With, unchanged %", "'With' accuracy where it kept its answer."),
+    "without_accuracy_unchanged": ("Without, unchanged %", "'Without' accuracy where it kept its answer."),
 }
 REFERENCE_RATES = {
     "switch_rate": ("Switch rate %", "Pairs on which the reference model's answer to the counterfactual differs."),
@@ -351,87 +394,99 @@ def comparison_label(row: Mapping[str, Any]) -> str:
     return f"{label(row.get('with_condition'), CONDITIONS)} vs {label(row.get('without_condition'), CONDITIONS)}"
 
 
-def _rate_columns(rates: Mapping[str, tuple[str, str]]) -> list[Column]:
+def _rate_columns(rates: Mapping[str, tuple[str, str]], present: Collection[str]) -> list[Column]:
     return [
-        Column(f"{name} [{CI}]", with_ci(k, f"{k}_ci_lower", f"{k}_ci_upper"), True, note)
+        Column(name, with_ci(k, f"{k}_ci_lower", f"{k}_ci_upper"), True, note)
         for k, (name, note) in rates.items()
+        if k in present
     ]
 
 
 def sim_summary_html(summary: pd.DataFrame, synthetic: Collection[str] = ()) -> str:
     """The simulatability summary: pooled rows first, then per dataset and per predictor (all predictors; the
-    other-families set repeats the same predictors), then the reference models' own rates (egregious, switch,
-    accuracy), which do not depend on the comparison."""
+    other-families set repeats the same predictors), then where the reference model changed its answer or not, then
+    the reference models' own rates (egregious, switch, accuracy), which do not depend on the comparison. Rows are
+    grouped by reference model."""
     need = ["reference", "comparison", "with_condition", "without_condition", "predictors", "scope", "group", "n"]
     _need(summary, need, "simulatability summary")
-    reference = Column("Reference model", lambda row: model_html(row.get("reference"), synthetic))
+    predictor_rows = summary["scope"] == "predictor"
+    note, badges = synthetic_note([*summary["reference"], *summary.loc[predictor_rows, "group"]], synthetic)
     comparison = Column(
         "Comparison", lambda row: esc(comparison_label(row)), note="What the predictors saw: with vs without."
     )
     predictors = Column("Predictors", text("predictors", PREDICTOR_SETS), note=SENTENCES["families"])
     n = Column("n", count("n"), True, "Observations scored (predictor guesses with both conditions readable).")
     dropped = Column("Dropped", count("dropped"), True, "Observations dropped because an answer was unreadable.")
-    rates = _rate_columns({k: v for k, v in SIM_RATES.items() if k in summary})
+    rates = [*_rate_columns(SIM_RATES, summary.columns), dropped]
 
     def by_reference(frame: pd.DataFrame) -> list[Group]:
-        return _grouped(frame, "reference", lambda ref, part: f"Reference model {ref}")
+        return _grouped(frame, "reference", lambda ref, part: f"Reference model {ref}", badges)
 
     pooled = summary[summary["scope"] == "pooled"]
-    datasets = summary[summary["scope"] == "dataset"]
-    per_predictor = summary[(summary["scope"] == "predictor") & (summary["predictors"] == "all")]
-    dataset = Column("Dataset", text("group"))
-    predictor = Column("Predictor", lambda row: model_html(row.get("group"), synthetic))
+    per_dataset = summary[summary["scope"] == "dataset"]
+    per_predictor = summary[predictor_rows & (summary["predictors"] == "all")]
+    dataset = Column("Dataset", ident("group"))
+    predictor = Column("Predictor", lambda row: model_html(row.get("group"), badges))
     parts = [
+        f"<p>{esc(note)}</p>" if note else "",
+        f"<p class='note'>{esc(SENTENCES['nsg'])} {esc(SENTENCES['families'])}</p>",
         "<h2>Pooled over datasets</h2>",
-        render_table([reference, comparison, predictors, n, *rates, dropped], by_reference(pooled)),
+        render_table([comparison, predictors, n, *rates], by_reference(pooled)),
         "<h2>Per dataset</h2>",
-        render_table([reference, comparison, predictors, dataset, n, *rates, dropped], by_reference(datasets)),
+        render_table([comparison, predictors, dataset, n, *rates], by_reference(per_dataset)),
         "<h2>Per predictor</h2>",
-        render_table([reference, comparison, predictor, n, *rates, dropped], by_reference(per_predictor)),
+        "<p class='note'>All predictors' rows; the other-families set gives its predictors the same numbers.</p>",
+        render_table([comparison, predictor, n, *rates], by_reference(per_predictor)),
     ]
+    changes = _rate_columns(CHANGE_RATES, summary.columns)
+    if changes:
+        parts += [
+            "<h2>Where the reference model changed its answer, and where it kept it (pooled)</h2>",
+            "<p class='note'>An explanation earns its NSG on the counterfactuals where the reference model changed its "
+            "answer: there, guessing its first answer again is wrong.</p>",
+            render_table([comparison, predictors, *changes], by_reference(pooled)),
+        ]
     reference_rows = _reference_rows(summary)
     if reference_rows:
         scope = Column("Scope", lambda row: esc("pooled" if row["scope"] == "pooled" else f"dataset {row['group']}"))
         egregious = [
             Column(
-                f"Egregious %, {PREDICTOR_SETS[s]} [{CI}]",
+                f"Egregious %, {PREDICTOR_SETS[s]}",
                 with_ci(f"egregious_{s}", f"egregious_{s}_ci_lower", f"egregious_{s}_ci_upper"),
                 True,
                 SENTENCES["egregious"],
             )
             for s in PREDICTOR_SETS
         ]
-        own = _rate_columns({k: v for k, v in REFERENCE_RATES.items() if k in summary})
+        own = _rate_columns(REFERENCE_RATES, summary.columns)
         parts += [
             "<h2>The reference models' own rates</h2>",
-            render_table(
-                [reference, scope, *egregious, *own],
-                _grouped(pd.DataFrame(reference_rows), "reference", lambda r, p: f"Reference model {r}"),
-            ),
+            f"<p class='note'>{esc(SENTENCES['egregious'])} They do not depend on the comparison.</p>",
+            render_table([scope, *egregious, *own], by_reference(pd.DataFrame(reference_rows))),
         ]
     return "".join(parts)
 
 
 def _reference_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
     """Per reference and scope (pooled, each dataset): the egregious rate of each predictor set, the switch rate and
-    the reference accuracy, read from the first comparison (they are the same on every comparison)."""
+    the reference accuracy, read from the reference's first comparison (they are the same on every comparison)."""
     if "egregious_rate" not in summary:
         return []
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
-    part = summary[summary["scope"].isin(["pooled", "dataset"])]
-    for record in _records(part):
-        key = (str(record["reference"]), str(record["scope"]), str(record["group"]))
-        row = rows.setdefault(
-            key, {"reference": key[0], "scope": key[1], "group": key[2], "_comparison": record["comparison"]}
-        )
-        if record["comparison"] != row["_comparison"] or record["predictors"] not in PREDICTOR_SETS:
+    first: dict[str, Any] = {}
+    for record in _records(summary[summary["scope"].isin(["pooled", "dataset"])]):
+        reference = str(record["reference"])
+        if first.setdefault(reference, record["comparison"]) != record["comparison"]:
             continue
+        if record["predictors"] not in PREDICTOR_SETS:
+            continue
+        key = (reference, str(record["scope"]), str(record["group"]))
+        row = rows.setdefault(key, {"reference": key[0], "scope": key[1], "group": key[2]})
         s = record["predictors"]
         for suffix in ("", "_ci_lower", "_ci_upper"):
             row[f"egregious_{s}{suffix}"] = record.get(f"egregious_rate{suffix}")
             for rate in REFERENCE_RATES:
-                if rate in record:
-                    row[f"{rate}{suffix}"] = record.get(f"{rate}{suffix}")
+                row[f"{rate}{suffix}"] = record.get(f"{rate}{suffix}")
     return list(rows.values())
 
 
@@ -440,29 +495,35 @@ USAGE_TOTAL = "TOTAL"
 
 
 def usage_html(usage: pd.DataFrame, synthetic: Collection[str] = ()) -> str:
-    """Requests, tokens and cost per model and rule, a total per model and over all models."""
+    """Requests, tokens and cost per model and rule, a total per model and, for several models, over all."""
     _need(usage, ["model", "rule", "requests"], "usage table")
+    note, badges = synthetic_note(usage["model"], synthetic)
     columns = [
         Column("Rule", lambda row: esc("all rules" if row.get("rule") == USAGE_TOTAL else row.get("rule"))),
         Column("Requests", count("requests"), True),
-        Column("Failed requests", count("errors"), True),
+        Column("Failed requests", count("errors"), True, "Requests that failed for good (after retries)."),
         Column("Prompt tokens", count("prompt_tokens"), True),
         Column("Completion tokens", count("completion_tokens"), True),
-        Column("Cost (USD)", number("cost_usd", 4), True, "Empty where the catalog gives no prices."),
+        Column("Cost (USD)", number("cost_usd", 4), True, "A dash where the model catalog gives no prices."),
     ]
-    groups = []
-    for model, part in usage.groupby("model", sort=False):
-        heading = f"Model {model}" + (" (synthetic: words, not tokens)" if str(model) in synthetic else "")
-        groups.append(Group(heading, _records(part)))
+    groups = _grouped(usage, "model", lambda model, part: f"Model {model}", badges)
     totals = usage[usage["rule"] == USAGE_TOTAL]
     if len(groups) > 1 and len(totals):
-        numeric = ["requests", "errors", "prompt_tokens", "completion_tokens"]
         overall: dict[str, Any] = {"rule": USAGE_TOTAL}
-        overall.update({c: totals[c].sum() for c in numeric if c in totals})
+        for column in ("requests", "errors", "prompt_tokens", "completion_tokens"):
+            if column in totals:
+                overall[column] = totals[column].sum()
         costs = totals["cost_usd"] if "cost_usd" in totals else pd.Series(dtype=float)
         overall["cost_usd"] = costs.sum() if costs.notna().any() else None
         groups.append(Group("All models", [overall]))
-    return render_table(columns, groups, row_class=lambda row: "total" if row.get("rule") == USAGE_TOTAL else None)
+    words = (
+        " Synthetic models count whitespace-separated words, not tokens."
+        if set(usage["model"].astype(str)) & set(synthetic)
+        else ""
+    )
+    return (f"<p>{esc(note + words)}</p>" if note or words else "") + render_table(
+        columns, groups, row_class=lambda row: "total" if row.get("rule") == USAGE_TOTAL else None
+    )
 
 
 # -- pages ---------------------------------------------------------------------------------------------------------
@@ -484,29 +545,29 @@ def table_page(title: str, intro: str, body: str) -> str:
 TABLES = {
     "sce_summary": (
         "Self-generated counterfactuals: summary",
-        "One row per model and follow-up prompt, grouped by dataset. Numbers in brackets are 95 % bootstrap "
-        "confidence intervals; hover a column header for its definition. Synthetic models are rule-based stand-ins.",
+        "One row per model and follow-up prompt, grouped by dataset (each grid has its own distance scale: compare "
+        "models within a dataset). Numbers in brackets are 95 % bootstrap confidence intervals; hover a column header "
+        "for its definition.",
         sce_summary_html,
     ),
     "sim_summary": (
         "Simulatability: summary",
-        "Each comparison pits what predictors guess with more of the reference model's output against with less; "
-        "'other families only' leaves out predictors of the reference model's own family. Numbers in brackets are "
-        "95 % cluster-bootstrap confidence intervals (clusters: dataset and centre question); hover a column header "
-        "for its definition.",
+        "A comparison pits the predictors' guesses of the reference model's answers when they see more of its output "
+        "('with') against less ('without'). Numbers in brackets are 95 % cluster-bootstrap confidence intervals "
+        "(clusters: dataset and centre question); hover a column header for its definition.",
         sim_summary_html,
     ),
     "usage": (
         "Requests, tokens and cost",
-        "Per model and rule: requests sent, requests that failed for good, prompt and completion tokens, and the "
-        "cost where the model catalog gives prices.",
+        "Per model and rule: requests sent, requests that failed for good, prompt and completion tokens, and the cost "
+        "where the model catalog gives prices; a bold total per model.",
         usage_html,
     ),
 }
 
 
 def render_table_page(kind: str, table: pd.DataFrame, synthetic: Collection[str] = ()) -> str:
-    """The report page of one summary table (`kind`: a key of TABLES)."""
+    """The report page of one summary table (`kind`: a key of TABLES); `synthetic`: names of synthetic models."""
     if kind not in TABLES:
         raise InputError(f"unknown report table {kind!r}; known: {sorted(TABLES)}")
     title, intro, render = TABLES[kind]
@@ -563,15 +624,15 @@ def read_stamps(paths: Iterable[str | Path]) -> dict[str, dict[str, Any]]:
     return stamps
 
 
-def _commit(stamp: Mapping[str, Any]) -> str:
+def commit_html(stamp: Mapping[str, Any]) -> str:
+    """The short git commit of a provenance stamp and whether the checkout had uncommitted changes."""
     git = stamp.get("git") or {}
     commit = git.get("commit")
     if not commit:
         return "unknown (not a git checkout)"
     dirty = git.get("dirty")
-    return f"{str(commit)[:12]}" + (
-        " with uncommitted changes" if dirty else "" if dirty is False else " (state unknown)"
-    )
+    state = " with uncommitted changes" if dirty else "" if dirty is False else " (uncommitted changes unknown)"
+    return f"<code>{esc(str(commit)[:12])}</code>{esc(state)}"
 
 
 def _libraries(stamp: Mapping[str, Any]) -> str:
@@ -598,6 +659,39 @@ class FrontPage:
     @property
     def synthetic(self) -> set[str]:
         return {m["name"] for m in self.models if m.get("backend") == "synthetic"}
+
+    @property
+    def badges(self) -> set[str]:
+        """Models to mark synthetic in the headline tables: none when all are (the page says so once)."""
+        synthetic = self.synthetic
+        return set() if synthetic == {m["name"] for m in self.models} else synthetic
+
+
+def model_facts(
+    catalog: Mapping[str, Any],
+    *,
+    sce: Sequence[str] = (),
+    references: Sequence[str] = (),
+    predictors: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Each model of the run once (config order) with its roles and catalog facts; `catalog` maps names to
+    `ModelEntry`s."""
+    roles: dict[str, list[str]] = {}
+    for role, names in (("sce", sce), ("reference", references), ("predictor", predictors)):
+        for name in names:
+            roles.setdefault(name, []).append(role)
+    return [
+        {
+            "name": name,
+            "roles": r,
+            "backend": catalog[name].backend,
+            "family": catalog[name].family,
+            "model_id": catalog[name].model_id,
+            "description": catalog[name].raw.get("description"),
+            "sampling": catalog[name].sampling.to_dict(),
+        }
+        for name, r in roles.items()
+    ]
 
 
 def load_front_page(
@@ -697,7 +791,7 @@ def _sce_headline_html(page: FrontPage) -> str:
         table = sce_headline(summary, value, low, high, digits)
         datasets = [c for c in table.columns if c not in ("model", "prompt")]
         rows = [
-            [model_html(r["model"], page.synthetic), esc(r["prompt"])] + [ci_html_text(r[d]) for d in datasets]
+            [model_html(r["model"], page.badges), esc(r["prompt"])] + [ci_html_text(r[d]) for d in datasets]
             for r in table.to_dict("records")
         ]
         parts.append(f"<h4>{esc(title)}</h4>")
@@ -711,7 +805,7 @@ def _sim_headline_html(page: FrontPage) -> str:
         return "<p>No simulatability results (no reference model configured).</p>"
     rows = [
         [
-            model_html(r["reference"], page.synthetic),
+            model_html(r["reference"], page.badges),
             esc(r["comparison"]),
             ci_html_text(r["nsg_all"]),
             ci_html_text(r["nsg_exclude_same_family"]),
@@ -841,7 +935,7 @@ def _versions_html(page: FrontPage) -> str:
     if page.built:
         parts.append(
             f"<p>This front page was made by selfexplain {esc(page.built.get('selfexplain'))} at git commit "
-            f"<code>{esc(_commit(page.built))}</code>, Python {esc(page.built.get('python'))}, on "
+            f"{commit_html(page.built)}, Python {esc(page.built.get('python'))}, on "
             f"{esc(page.built.get('created', MISSING))}.</p>"
         )
     if not groups:
@@ -864,7 +958,7 @@ def _versions_html(page: FrontPage) -> str:
             [
                 esc(fmt_count(len(g["paths"]))),
                 esc(stamp.get("selfexplain")),
-                f"<code>{esc(_commit(stamp))}</code>",
+                commit_html(stamp),
                 esc(stamp.get("python")),
                 esc(_libraries(stamp)),
                 esc(when),
