@@ -30,6 +30,7 @@ class ModelEntry:
     provider: str | None = None
     request_timeout_s: float = 120.0
     max_retries: int = 8
+    max_connection_failures: int = 20
     batch: bool = False
     structured_output: bool = False
     concurrency: int = 8
