@@ -53,7 +53,9 @@ class ChatRequest:
             sort_keys=True,
             ensure_ascii=False,
         )
-        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+        # surrogatepass: a lone surrogate a model sent back (e.g. in a follow-up's assistant turn) hashes like any text;
+        # every other string gives the same bytes as plain utf-8, so no existing key changes
+        return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass
