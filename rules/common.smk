@@ -14,26 +14,64 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
-from selfexplain.config import validate_config
+from selfexplain.config import (
+    exit_message,
+    models_of_jobs,
+    preflight,
+    validate_config,
+)
+from selfexplain.errors import ConfigError
 from selfexplain.llm.sizing import job_resources
 from selfexplain.prompts import load_template
 from selfexplain.simulatability.builtin import MORAL_MACHINES, tabular_dataset_names
 from selfexplain.tabular.features import load_dataset_spec
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
-config, CATALOG = validate_config(
-    config,
-    SCHEMAS / "config.schema.yaml",
-    SCHEMAS / "catalog.schema.yaml",
-)
+# A config error is printed as one line per problem and stops the run: a raised exception would be printed with
+# Snakemake's traceback frames, while sys.exit prints only the message.
+try:
+    config, CATALOG = validate_config(
+        config,
+        SCHEMAS / "config.schema.yaml",
+        SCHEMAS / "catalog.schema.yaml",
+        config_files=workflow.configfiles,
+    )
+except ConfigError as exc:
+    sys.exit(exit_message(exc))
+
+
+# Before the first job starts (not in a dry run, and only when there is work to do): every model whose inference
+# jobs will run passes its backend's preflight here (API key variable set, vLLM installed, endpoint answering).
+# Snakemake retries every failed job (the profiles' `retries`), with more memory; a job that would fail this way
+# is certain to fail again, so it is never started. --no-hooks skips this: such a job then fails on the same check
+# in its first second (no request sent), and is retried once.
+onstart:
+    try:
+        preflight(
+            CATALOG[m] for m in models_of_jobs(workflow.dag.needrun_jobs(), CATALOG)
+        )
+    except ConfigError as exc:
+        sys.exit(exit_message(exc))
+
+
 ENV = "../workflow/envs/selfexplain.yaml"
 STUDIES = config["studies"]
 SCE = config["sce"]
 SIM = config["simulatability"]
+# Every result path goes through RESULTS (config key results_dir, default results): two configs with different
+# results folders never overwrite each other's tables, figures, usage or report pages. Journals stay shared (keyed
+# by the request itself, so a second config reuses the first one's answers and pays nothing twice), and so does
+# resources/ (grids and raw tables depend only on the dataset and its source).
+RESULTS = os.path.normpath(config["results_dir"])
 # Anthropic batch ids live beside the journals, so a killed batch job resumes its batch instead of paying twice.
 os.environ.update(
     SELFEXPLAIN_BATCH_STATE_DIR=str(Path(config["journal_dir"]) / "anthropic_batches")
 )
+
+
+def result_path(path):
+    """`path` inside this run's results folder."""
+    return f"{RESULTS}/{path}"
 
 
 def _alternatives(names):
@@ -174,11 +212,13 @@ def sce_runs():
 
 
 def sce_metrics_files():
-    return [f"results/sce/{m}/{d}/{p}/metrics.json" for m, d, p in sce_runs()]
+    return [result_path(f"sce/{m}/{d}/{p}/metrics.json") for m, d, p in sce_runs()]
 
 
 def sce_boundary_figures():
-    return [f"results/sce/figures/boundary/{m}__{d}__{p}.png" for m, d, p in sce_runs()]
+    return [
+        result_path(f"sce/figures/boundary/{m}__{d}__{p}.png") for m, d, p in sce_runs()
+    ]
 
 
 # -- simulatability ------------------------------------------------------------------------------------------------
@@ -194,7 +234,7 @@ def raw_source_files(wildcards):
 
 
 def sim_pairs_files():
-    return [f"results/simulatability/pairs/{d}.parquet" for d in SIM["datasets"]]
+    return [result_path(f"simulatability/pairs/{d}.parquet") for d in SIM["datasets"]]
 
 
 def sim_prompt_dir():
@@ -203,7 +243,7 @@ def sim_prompt_dir():
 
 def sim_prediction_files(reference):
     return [
-        f"results/simulatability/{reference}/{p}/predictions.parquet"
+        result_path(f"simulatability/{reference}/{p}/predictions.parquet")
         for p in sim_predictors()
     ]
 
@@ -218,33 +258,33 @@ def sim_families():
 
 
 def sim_metrics_files():
-    return [f"results/simulatability/{r}/metrics.json" for r in sim_references()]
+    return [result_path(f"simulatability/{r}/metrics.json") for r in sim_references()]
 
 
 # -- usage and targets ---------------------------------------------------------------------------------------------
 def usage_items(study):
-    """(table, model, rule, column prefix) of every inference output of a study, for results/usage.csv."""
+    """(table, model, rule, column prefix) of every inference output of a study, for the usage table."""
     items = []
     if study == "simulatability":
         for r in sim_references():
             items.append(
                 (
-                    f"results/simulatability/{r}/reference.parquet",
+                    result_path(f"simulatability/{r}/reference.parquet"),
                     r,
                     "sim_reference",
                     "",
                 )
             )
             for p in sim_predictors():
-                path = f"results/simulatability/{r}/{p}/predictions.parquet"
+                path = result_path(f"simulatability/{r}/{p}/predictions.parquet")
                 items.append((path, p, "sim_predict", ""))
     if study == "sce":
         for m in study_models("sce"):
             for d in SCE["datasets"]:
-                path = f"results/sce/{m}/{d}/predictions.parquet"
+                path = result_path(f"sce/{m}/{d}/predictions.parquet")
                 items.append((path, m, "sce_predict", "first_"))
                 for p in SCE["prompts"]:
-                    path = f"results/sce/{m}/{d}/{p}/counterfactuals.parquet"
+                    path = result_path(f"sce/{m}/{d}/{p}/counterfactuals.parquet")
                     items.append((path, m, "sce_elicit", "followup_"))
     return items
 
@@ -254,22 +294,22 @@ def all_usage_items():
 
 
 def study_targets(study):
-    """A study's outputs, with the report pages of its summary (results/report/, shown by `snakemake --report`)."""
+    """A study's outputs, with the report pages of its summary (report/ in the results folder, for `--report`)."""
     if study == "sce":
         return [
-            "results/sce/summary.csv",
-            "results/report/sce_summary.html",
-            "results/sce/figures/validity_vs_minimality.png",
+            result_path("sce/summary.csv"),
+            result_path("report/sce_summary.html"),
+            result_path("sce/figures/validity_vs_minimality.png"),
             *sce_boundary_figures(),
         ]
     if study == "simulatability":
-        figures = [f"results/simulatability/figures/{f}.png" for f in SIM_FIGURES]
+        figures = [result_path(f"simulatability/figures/{f}.png") for f in SIM_FIGURES]
         summary = [
-            "results/simulatability/summary.csv",
-            "results/report/sim_summary.html",
+            result_path("simulatability/summary.csv"),
+            result_path("report/sim_summary.html"),
         ]
         return [
-            "results/simulatability/eval_set.parquet",
+            result_path("simulatability/eval_set.parquet"),
             *([*summary, *figures] if sim_references() else []),
         ]
     return []
@@ -279,5 +319,5 @@ def all_targets():
     """Every study's targets, the usage table and the report's front page."""
     targets = [t for study in STUDIES for t in study_targets(study)]
     if all_usage_items():
-        targets[:0] = ["results/usage.csv", "results/report/usage.html"]
-    return ["results/report/front_page.html", *targets]
+        targets[:0] = [result_path("usage.csv"), result_path("report/usage.html")]
+    return [result_path("report/front_page.html"), *targets]

@@ -1,5 +1,6 @@
 # Summary tables, figures and the front page, registered for `snakemake --report`. The report opens on the front
-# page (the workflow description includes results/report/front_page_fragment.html); its categories sort by name.
+# page (the workflow description includes report/front_page_fragment.html of the results folder); its categories
+# sort by name.
 from selfexplain.report import OVERVIEW, REPORT_CATEGORIES, model_facts
 
 SCE_CATEGORY = REPORT_CATEGORIES["sce"]
@@ -30,10 +31,12 @@ SYNTHETIC = [m["name"] for m in REPORT_MODELS if m["backend"] == "synthetic"]
 # Summaries for the headline numbers; metrics, eval set and inference tables for sizes and provenance (empty lists
 # for a study not run).
 FRONT_PAGE_INPUTS = {
-    "sce_summary": ["results/sce/summary.csv"] if "sce" in STUDIES else [],
-    "sim_summary": ["results/simulatability/summary.csv"] if sim_references() else [],
+    "sce_summary": [result_path("sce/summary.csv")] if "sce" in STUDIES else [],
+    "sim_summary": (
+        [result_path("simulatability/summary.csv")] if sim_references() else []
+    ),
     "eval_set": (
-        ["results/simulatability/eval_set.parquet"]
+        [result_path("simulatability/eval_set.parquet")]
         if "simulatability" in STUDIES
         else []
     ),
@@ -48,12 +51,12 @@ rule report_front_page:
         **FRONT_PAGE_INPUTS,
     output:
         page=report(
-            "results/report/front_page.html",
+            result_path("report/front_page.html"),
             caption="../workflow/report/front_page.rst",
             category=OVERVIEW,
             labels={"content": "front page"},
         ),
-        fragment="results/report/front_page_fragment.html",
+        fragment=result_path("report/front_page_fragment.html"),
     log:
         "logs/report_front_page/front_page.log",
     conda:
@@ -69,10 +72,10 @@ rule report_front_page:
 
 rule report_sce_table:
     input:
-        "results/sce/summary.csv",
+        result_path("sce/summary.csv"),
     output:
         report(
-            "results/report/sce_summary.html",
+            result_path("report/sce_summary.html"),
             caption="../workflow/report/sce_summary_table.rst",
             category=SCE_CATEGORY,
             subcategory="1 Summary",
@@ -91,10 +94,10 @@ rule report_sce_table:
 
 rule report_sim_table:
     input:
-        "results/simulatability/summary.csv",
+        result_path("simulatability/summary.csv"),
     output:
         report(
-            "results/report/sim_summary.html",
+            result_path("report/sim_summary.html"),
             caption="../workflow/report/sim_summary_table.rst",
             category=SIM_CATEGORY,
             subcategory="1 Summary",
@@ -113,10 +116,10 @@ rule report_sim_table:
 
 rule report_usage_table:
     input:
-        "results/usage.csv",
+        result_path("usage.csv"),
     output:
         report(
-            "results/report/usage.html",
+            result_path("report/usage.html"),
             caption="../workflow/report/usage_table.rst",
             category=OVERVIEW,
             labels={"content": "usage table"},
@@ -137,7 +140,7 @@ rule sce_summary:
         sce_metrics_files(),
     output:
         report(
-            "results/sce/summary.csv",
+            result_path("sce/summary.csv"),
             caption="../workflow/report/sce_summary.rst",
             category=SCE_CATEGORY,
             subcategory="1 Summary",
@@ -158,7 +161,7 @@ rule sce_plot:
         rules.sce_summary.output[0],
     output:
         report(
-            "results/sce/figures/validity_vs_minimality.png",
+            result_path("sce/figures/validity_vs_minimality.png"),
             caption="../workflow/report/sce_scatter.rst",
             category=SCE_CATEGORY,
             subcategory="1 Summary",
@@ -178,7 +181,7 @@ rule sce_plot_boundary:
         grid=rules.sce_grid.output[0],
     output:
         report(
-            "results/sce/figures/boundary/{model}__{grid}__{prompt}.png",
+            result_path("sce/figures/boundary/{model}__{grid}__{prompt}.png"),
             caption="../workflow/report/sce_boundary.rst",
             category=SCE_CATEGORY,
             subcategory="2 Decision boundaries",
@@ -199,7 +202,7 @@ rule usage_summary:
         [item[0] for item in all_usage_items()],
     output:
         report(
-            "results/usage.csv",
+            result_path("usage.csv"),
             caption="../workflow/report/usage.rst",
             category=OVERVIEW,
             labels={"content": "usage table (CSV download)"},
@@ -220,7 +223,7 @@ rule sim_summary:
         sim_metrics_files(),
     output:
         report(
-            "results/simulatability/summary.csv",
+            result_path("simulatability/summary.csv"),
             caption="../workflow/report/sim_summary.rst",
             category=SIM_CATEGORY,
             subcategory="1 Summary",
@@ -239,7 +242,7 @@ rule sim_plot:
         rules.sim_summary.output[0],
     output:
         report(
-            "results/simulatability/figures/{figure}.png",
+            result_path("simulatability/figures/{figure}.png"),
             caption="../workflow/report/sim_figures.rst",
             category=SIM_CATEGORY,
             subcategory="2 Figures",

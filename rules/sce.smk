@@ -21,7 +21,7 @@ rule sce_predict:
         grid=rules.sce_grid.output[0],
         template=first_pass_template,
     output:
-        "results/sce/{model}/{grid}/predictions.parquet",
+        result_path("sce/{model}/{grid}/predictions.parquet"),
     log:
         "logs/sce_predict/{model}/{grid}.log",
     benchmark:
@@ -52,7 +52,7 @@ rule sce_elicit:
         first_template=first_pass_template,
         template=followup_template,
     output:
-        "results/sce/{model}/{grid}/{prompt}/counterfactuals.parquet",
+        result_path("sce/{model}/{grid}/{prompt}/counterfactuals.parquet"),
     log:
         "logs/sce_elicit/{model}/{grid}/{prompt}.log",
     benchmark:
@@ -83,8 +83,8 @@ rule sce_score:
         counterfactuals=rules.sce_elicit.output[0],
         grid=rules.sce_grid.output[0],
     output:
-        scores="results/sce/{model}/{grid}/{prompt}/scores.parquet",
-        metrics="results/sce/{model}/{grid}/{prompt}/metrics.json",
+        scores=result_path("sce/{model}/{grid}/{prompt}/scores.parquet"),
+        metrics=result_path("sce/{model}/{grid}/{prompt}/metrics.json"),
     log:
         "logs/sce_score/{model}/{grid}/{prompt}.log",
     benchmark:
@@ -96,6 +96,7 @@ rule sce_score:
         runtime=10,
     params:
         distance=prompt_distance,
+        distance_convention=SCE["distance_convention"],
         bootstrap=SCE["bootstrap"],
     script:
         "../workflow/scripts/sce_score.py"

@@ -49,7 +49,7 @@ rule sim_pairs:
     input:
         rules.sim_table.output[0],
     output:
-        "results/simulatability/pairs/{dataset}.parquet",
+        result_path("simulatability/pairs/{dataset}.parquet"),
     log:
         "logs/sim_pairs/{dataset}.log",
     benchmark:
@@ -65,10 +65,12 @@ rule sim_pairs:
         "../workflow/scripts/sim_pairs.py"
 
 
+# The scenarios depend on the config (moral_machines: scenarios, seed), so they live in the config's results folder,
+# not in the shared resources/.
 rule sim_moral_machines:
     output:
-        scenarios="resources/simulatability/moral_machines/scenarios.parquet",
-        pairs="results/simulatability/pairs/moral_machines.parquet",
+        scenarios=result_path("simulatability/moral_machines/scenarios.parquet"),
+        pairs=result_path("simulatability/pairs/moral_machines.parquet"),
     log:
         "logs/sim_moral_machines/moral_machines.log",
     benchmark:
@@ -88,7 +90,7 @@ rule sim_eval_set:
     input:
         sim_pairs_files(),
     output:
-        "results/simulatability/eval_set.parquet",
+        result_path("simulatability/eval_set.parquet"),
     log:
         "logs/sim_eval_set/eval_set.log",
     conda:
@@ -103,7 +105,7 @@ rule sim_reference:
     input:
         eval_set=rules.sim_eval_set.output[0],
     output:
-        "results/simulatability/{reference}/reference.parquet",
+        result_path("simulatability/{reference}/reference.parquet"),
     log:
         "logs/sim_reference/{reference}.log",
     benchmark:
@@ -134,7 +136,7 @@ rule sim_predict:
         eval_set=rules.sim_eval_set.output[0],
         reference=rules.sim_reference.output[0],
     output:
-        "results/simulatability/{reference}/{predictor}/predictions.parquet",
+        result_path("simulatability/{reference}/{predictor}/predictions.parquet"),
     log:
         "logs/sim_predict/{reference}/{predictor}.log",
     benchmark:
@@ -170,8 +172,8 @@ rule sim_metrics:
         reference=rules.sim_reference.output[0],
         predictions=sim_predictions_of,
     output:
-        metrics="results/simulatability/{reference}/metrics.json",
-        observations="results/simulatability/{reference}/observations.parquet",
+        metrics=result_path("simulatability/{reference}/metrics.json"),
+        observations=result_path("simulatability/{reference}/observations.parquet"),
     log:
         "logs/sim_metrics/{reference}.log",
     benchmark:

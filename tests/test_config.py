@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 import shutil
 
 import pytest
 import yaml
 
-from selfexplain.config import load_catalog, validate_config
+from selfexplain.config import load_catalog, load_yaml, validate_config
 from selfexplain.errors import ConfigError
 from tests.conftest import REPO
 
@@ -160,7 +161,7 @@ def test_missing_catalog_file_is_named(workdir):
         ({"backend": "openai", "model_id": "x", "api_key": "sk-123"}, r"models\.bad: Additional properties.*'api_key'"),
         (
             {"backend": "openai", "model_id": "x", "api_key_env": "sk-123"},
-            r"models\.bad\.api_key_env: .* does not match",
+            r"models\.bad\.api_key_env: must be the NAME of an environment variable .* the value is not shown$",
         ),
         (
             {"backend": "synthetic", "model_id": "x", "synthetic": {"sce": {"counterfactual": "wild"}}},
@@ -187,3 +188,180 @@ def test_model_names_must_be_wildcard_safe(tmp_path):
     path.write_text(yaml.safe_dump({"models": {"a/b": {"backend": "synthetic", "model_id": "x"}}}))
     with pytest.raises(ConfigError, match="does not match"):
         load_catalog(path, SCHEMAS / "catalog.schema.yaml")
+
+
+# -- issue 9: errors caught when the workflow is parsed, one line each -------------------------------------------
+def _catalog_file(tmp_path, text):
+    path = tmp_path / "models.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_duplicate_keys_are_refused_anywhere_naming_file_line_and_key(tmp_path):
+    twice = "models:\n  a:\n    backend: synthetic\n    model_id: x\n  a:\n    backend: openai\n    model_id: y\n"
+    path = _catalog_file(tmp_path, twice)
+    with pytest.raises(ConfigError) as info:
+        load_catalog(path, SCHEMAS / "catalog.schema.yaml")
+    assert str(info.value) == (
+        f"{path} line 5, column 3: duplicate key 'a' (first at line 2); YAML would keep only the last one silently: "
+        "give each its own name or delete one"
+    )
+    nested = "models:\n  a:\n    backend: openai\n    model_id: x\n    sampling:\n      seed: 1\n      seed: 2\n"
+    with pytest.raises(ConfigError, match=r"models\.yaml line 7, column 7: duplicate key 'seed' \(first at line 6\)"):
+        load_catalog(_catalog_file(tmp_path, nested), SCHEMAS / "catalog.schema.yaml")
+    # a YAML merge key may still be overridden: that is what it is for
+    merged = _catalog_file(tmp_path, "base: &b {backend: synthetic, model_id: x}\nm:\n  <<: *b\n  model_id: y\n")
+    assert load_yaml(merged)["m"] == {"backend": "synthetic", "model_id": "y"}
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    path = _catalog_file(tmp_path, "models:\n  a:\n    backend: synthetic\n   model_id: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_catalog(path, SCHEMAS / "catalog.schema.yaml")
+    assert str(info.value) == (
+        f"{path} line 4, column 4: not valid YAML: expected <block end>, but found '<block mapping start>' "
+        "(while parsing a block mapping at line 2); check the indentation, and quote a value that holds ': '"
+    )
+    path.write_text("models:\n\ta: 1\n")
+    with pytest.raises(ConfigError, match=r"line 2, column 1: not valid YAML: found character '\\t'"):
+        load_catalog(path, SCHEMAS / "catalog.schema.yaml")
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"backend": "openai", "sampling": {"temperature": 2.0}}, None),
+        ({"backend": "openai", "sampling": {"temperature": 2.01}}, "sampling.temperature: 2.01 is above the openai"),
+        ({"backend": "anthropic", "sampling": {"temperature": 1.0}}, None),
+        (
+            {"backend": "anthropic", "sampling": {"temperature": 1.2}},
+            "sampling.temperature: 1.2 is above the anthropic backend's maximum of 1",
+        ),
+        ({"backend": "vllm", "sampling": {"temperature": 2.0}, "gpus": 2}, None),
+        ({"backend": "vllm", "sampling": {"temperature": 2.5}}, "sampling.temperature: 2.5 is above the vllm"),
+        ({"backend": "synthetic", "sampling": {"temperature": 7}}, None),
+        ({"backend": "synthetic", "gpus": 1}, None),  # the Slurm test routes a synthetic model to the GPU partition
+        (
+            {"backend": "anthropic", "gpus": 1},
+            "gpus: 1 for an anthropic (API) model, which runs on the provider's machines; remove gpus",
+        ),
+        ({"backend": "openai", "concurrency": 1024}, None),
+        ({"backend": "openai", "concurrency": 1025}, "concurrency: 1025 requests in flight per job is more than"),
+    ],
+)
+def test_settings_a_backend_cannot_take(tmp_path, entry, problem):
+    path = _catalog_file(tmp_path, yaml.safe_dump({"models": {"m": {"model_id": "x", **entry}}}))
+    if problem is None:
+        load_catalog(path, SCHEMAS / "catalog.schema.yaml")
+        return
+    with pytest.raises(ConfigError) as info:
+        load_catalog(path, SCHEMAS / "catalog.schema.yaml")
+    assert str(info.value).startswith(f"{path}: models.m.{problem}")
+    assert "\n" not in str(info.value)
+
+
+def test_numbers_in_scientific_notation_are_read_as_numbers(tmp_path):
+    text = (
+        "models:\n  m:\n    backend: openai\n    model_id: 1e5\n    sampling: {max_tokens: 1e4, temperature: 5e-1}\n"
+        "    rate_limits: {tokens_per_minute: 2.5E6}\n    request_timeout_s: 1.2e2\n"
+    )
+    entry = load_catalog(_catalog_file(tmp_path, text), SCHEMAS / "catalog.schema.yaml")["m"]
+    assert entry.sampling.max_tokens == 10000 and type(entry.sampling.max_tokens) is int
+    assert entry.sampling.temperature == 0.5
+    assert entry.rate_limits["tokens_per_minute"] == 2_500_000
+    assert entry.request_timeout_s == 120
+    assert entry.model_id == "1e5"  # a string field keeps its text
+    # PyYAML's own float form where an integer is wanted: an int, not 10000.0 sent to an API
+    path = _catalog_file(tmp_path, "models:\n  m: {backend: openai, model_id: x, sampling: {max_tokens: 1.0e+4}}\n")
+    assert type(load_catalog(path, SCHEMAS / "catalog.schema.yaml")["m"].sampling.max_tokens) is int
+    path = _catalog_file(tmp_path, "models:\n  m: {backend: openai, model_id: x, sampling: {max_tokens: 2.5e0}}\n")
+    with pytest.raises(ConfigError, match=r"models\.m\.sampling\.max_tokens: 2\.5 is not of type 'integer'"):
+        load_catalog(path, SCHEMAS / "catalog.schema.yaml")
+
+
+def test_config_numbers_written_as_strings_by_snakemake(workdir):
+    """Snakemake's YAML reader hands 1e3 over as the string '1e3'."""
+    config, _ = _validate(
+        {"studies": ["sce"], "sce": {"models": ["synthetic-exact"], "bootstrap": {"resamples": "1e3"}}}
+    )
+    assert config["sce"]["bootstrap"]["resamples"] == 1000 and type(config["sce"]["bootstrap"]["resamples"]) is int
+    with pytest.raises(ConfigError, match=r"config\.sce\.seed: 'forty' is not of type 'integer'"):
+        _validate({"studies": ["sce"], "sce": {"models": ["synthetic-exact"], "seed": "forty"}})
+
+
+def test_every_problem_is_its_own_line(workdir):
+    config = _load()
+    config["sce"].update(distance="cosine", seed="x")
+    with pytest.raises(ConfigError) as info:
+        _validate(config)
+    lines = str(info.value).splitlines()
+    assert lines == [
+        "config.sce.distance: 'cosine' is not one of ['gower', 'l1', 'l2']",
+        "config.sce.seed: 'x' is not of type 'integer'",
+    ]
+
+
+def test_config_files_are_read_for_duplicate_keys(workdir):
+    (workdir / "mine.yaml").write_text("sce:\n  models: [synthetic-exact]\nsce:\n  models: [synthetic-timid]\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml line 3, column 1: duplicate key 'sce' \(first at line 1\)"):
+        validate_config(
+            {"sce": {"models": ["synthetic-timid"]}},
+            SCHEMAS / "config.schema.yaml",
+            SCHEMAS / "catalog.schema.yaml",
+            config_files=[workdir / "mine.yaml"],
+        )
+
+
+def _prompt_copy(workdir, study):
+    return workdir / "config" / "prompts" / study
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "expected"),
+    [
+        ("minimal.txt", "", r"config\.sce\.prompts: .*minimal\.txt: the template is empty"),
+        ("first_pass.heart_disease.txt", "${description} ${choice}", r"config\.sce\.first_pass: .*first_pass\.heart_"),
+        ("minimal.txt", "To ${target} for $5", r"minimal\.txt line 1, column 18: a '\$' that starts no placeholder"),
+        (
+            "standard.income.txt",
+            "x\n  $targt",
+            r"standard\.income\.txt line 2, column 3: unknown placeholder \$\{targt\}",
+        ),
+    ],
+)
+def test_sce_templates_are_checked_when_parsed(workdir, file, text, expected):
+    (_prompt_copy(workdir, "sce") / file).write_text(text)
+    with pytest.raises(ConfigError, match=expected) as info:
+        _validate({"studies": ["sce"], "sce": {"models": ["synthetic-exact"]}})
+    assert "\n" not in str(info.value)
+
+
+def test_simulatability_templates_are_checked_for_the_conditions_run(workdir):
+    (_prompt_copy(workdir, "simulatability") / "predictor_cot.txt").write_text("${centre_answer} ${thoughts}")
+    section = {"references": ["synthetic-truthful"], "predictors": ["synthetic-reader-a"]}
+    _validate({"studies": ["simulatability"], "simulatability": section})  # cot is not run: its template unused
+    with pytest.raises(ConfigError) as info:
+        _validate({"studies": ["simulatability"], "simulatability": {**section, "conditions": ["cot"]}})
+    assert re.fullmatch(
+        r"config\.simulatability\.conditions: .*predictor_cot\.txt line 1, column 18: unknown placeholder "
+        r"\$\{thoughts\}; this template may use \$\{Assessor_article\}, .*\$\{thinking\}",
+        str(info.value),
+    )
+    (_prompt_copy(workdir, "simulatability") / "reference_answer_last.income.txt").write_text("${description} $")
+    with pytest.raises(ConfigError, match=r"config\.simulatability\.prompt_dir: .*reference_answer_last\.income\.txt"):
+        _validate({"studies": ["simulatability"], "simulatability": section})
+
+
+def test_yaml_files_checked_from_the_command_line(tmp_path, capsys):
+    """`python -m selfexplain.config FILE...`: Snakemake reports a config file's syntax error without its line."""
+    from selfexplain.config import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("studies: [sce]\nsce:\n  datasets: [income\n")
+    assert main([str(REPO / "config" / "config.yaml"), str(bad)]) == 1
+    assert capsys.readouterr().err == (
+        f"ConfigError: {bad} line 4, column 1: not valid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence at line 3)\n"
+    )
+    assert main([str(REPO / "config" / "config.yaml")]) == 0
+    assert main([]) == 2

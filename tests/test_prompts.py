@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from selfexplain.cli import main
 from selfexplain.errors import ConfigError, InputError
-from selfexplain.prompts import available_prompts, load_template
+from selfexplain.prompts import Template, available_prompts, load_template
 from selfexplain.sce.prompt_import import convert_format_string
 from selfexplain.sce.prompts import first_pass_fields, followup_fields
+from selfexplain.simulatability.prompts import (
+    PREDICTOR_TEMPLATES,
+    REFERENCE_TEMPLATES,
+    predictor_fields,
+    reference_fields,
+)
 from selfexplain.tabular.features import load_dataset_spec
 from tests.conftest import REPO
 
@@ -98,3 +105,61 @@ def test_import_prompts_reports_bad_files(tmp_path, capsys):
     assert main(["sce", "import-prompts", str(path), "--out", str(tmp_path / "o")]) == 2
     assert "cannot tell which dataset" in capsys.readouterr().err
     assert main(["sce", "import-prompts", str(tmp_path / "missing.json")]) == 2
+
+
+# -- placeholders checked against what the study fills (issue 9) -------------------------------------------------
+def _template(text, name="t"):
+    return Template(name=name, path=Path(f"prompts/{name}.txt"), text=text)
+
+
+def test_placeholders_in_order_of_first_use():
+    assert _template("$a ${b} $$c ${a} $d").placeholders() == ["a", "b", "d"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "config.x: prompts/t.txt: the template is empty; write the prompt text into it"),
+        (" \n\t\n", "config.x: prompts/t.txt: the template is empty; write the prompt text into it"),
+        (
+            "Pay $5 for ${target}",
+            "config.x: prompts/t.txt line 1, column 5: a '$' that starts no placeholder; write $$ for a literal "
+            "dollar sign, ${name} for a placeholder",
+        ),
+        (
+            "${target}\n  and ${ target}",
+            "config.x: prompts/t.txt line 2, column 7: a '$' that starts no placeholder; write $$ for a literal "
+            "dollar sign, ${name} for a placeholder",
+        ),
+        (
+            "Make it $$ ${target},\nnot ${targt}",
+            "config.x: prompts/t.txt line 2, column 5: unknown placeholder ${targt}; this template may use "
+            "${record}, ${target}",
+        ),
+    ],
+)
+def test_check_names_the_key_file_and_position(text, message):
+    with pytest.raises(ConfigError) as info:
+        _template(text).check({"target", "record"}, key="config.x")
+    assert str(info.value) == message
+
+
+def test_check_accepts_a_good_template():
+    _template("Cost: $$5 for ${record} -> $target").check(["record", "target"])
+
+
+def test_shipped_templates_pass_their_studys_check():
+    spec = load_dataset_spec("income")
+    for name in available_prompts(PROMPTS):
+        fields = first_pass_fields(spec, "") if name == "first_pass" else followup_fields(spec, spec.options[0])
+        load_template(PROMPTS, name, "income").check(fields)
+    sim = REPO / "config" / "prompts" / "simulatability"
+    for name in REFERENCE_TEMPLATES.values():
+        load_template(sim, name, "income").check(reference_fields("income", ""))
+    for name in PREDICTOR_TEMPLATES.values():
+        load_template(sim, name, "moral_machines").check(predictor_fields("moral_machines", "", "", ""))
+
+
+def test_render_names_the_stray_dollar():
+    with pytest.raises(ConfigError, match=r"t\.txt line 1, column 5: a '\$' that starts no placeholder"):
+        _template("Pay $5 for ${target}").render({"target": "x"})

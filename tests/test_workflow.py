@@ -32,7 +32,7 @@ def _workdir(tmp_path: Path, config: dict, catalog: dict | None = None) -> Path:
     return tmp_path
 
 
-def _command(workdir: Path, *args: str, cores: int = 2) -> list[str]:
+def _command(workdir: Path, *args: str, cores: int = 2, configfile: str = "tiny.yaml") -> list[str]:
     return [
         str(SNAKEMAKE),
         "-s",
@@ -40,15 +40,17 @@ def _command(workdir: Path, *args: str, cores: int = 2) -> list[str]:
         "-d",
         str(workdir),
         "--configfile",
-        str(workdir / "config" / "tiny.yaml"),
+        str(workdir / "config" / configfile),
         "--cores",
         str(cores),
         *args,
     ]
 
 
-def _snakemake(workdir: Path, *args: str, check: bool = True):
-    result = subprocess.run(_command(workdir, *args), capture_output=True, text=True, timeout=600)
+def _snakemake(workdir: Path, *args: str, check: bool = True, configfile: str = "tiny.yaml"):
+    result = subprocess.run(
+        _command(workdir, *args, configfile=configfile), capture_output=True, text=True, timeout=600
+    )
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
@@ -186,3 +188,96 @@ def test_killed_inference_job_resumes_without_asking_twice(tmp_path):
     assert set(predictions["first_request_key"]) <= set(calls)
     log = (workdir / "logs/sce_predict/slow-synthetic/income.log").read_text()
     assert f"{answered_before} from the journal" in log or f"{answered_before - 1} from the journal" in log
+
+
+def _files(root: Path, skip: Path | None = None) -> dict[str, tuple[bytes, int]]:
+    """Content and modification time of every file under root (except under skip)."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and (skip is None or skip not in p.parents)
+    }
+
+
+def _dry_run_outputs(result) -> list[str]:
+    text = result.stdout + result.stderr
+    return [o.strip() for line in re.findall(r"^\s*output: (.*)$", text, flags=re.MULTILINE) for o in line.split(",")]
+
+
+def test_configs_with_their_own_results_folder_never_overwrite_each_other(tmp_path):
+    """The default config, then a serve-style config (another model, config/serve.yaml's results_dir), in one folder.
+
+    Before results_dir, the second run rewrote the first one's summary, scatter and usage table with its own models.
+    """
+    other_results = yaml.safe_load((REPO / "config/serve.yaml").read_text())["results_dir"]
+    assert Path(other_results) != Path("results")
+    one_run = {"datasets": ["income"], "prompts": ["minimal"], "bootstrap": {"resamples": 20, "seed": 0}}
+    workdir = _workdir(tmp_path, {"studies": ["sce"], "sce": {"models": ["synthetic-exact"], **one_run}})
+    # Like config/serve.yaml: merged over config/config.yaml, other models, its own results folder.
+    other = {"results_dir": other_results, "studies": ["sce"], "sce": {"models": ["synthetic-overshoot"], **one_run}}
+    (workdir / "config/other.yaml").write_text(yaml.safe_dump(other))
+
+    _snakemake(workdir)
+    results = workdir / "results"
+    before = _files(results)
+    assert {"sce/summary.csv", "usage.csv", "sce/figures/validity_vs_minimality.png"} <= set(before)
+
+    _snakemake(workdir, configfile="other.yaml")
+    _snakemake(workdir, "--report", f"{other_results}/report.html", configfile="other.yaml")
+    ours = workdir / other_results
+    assert _files(results, skip=ours) == before, "the second config changed the first one's results"
+    for name in (
+        "sce/summary.csv",
+        "usage.csv",
+        "sce/figures/validity_vs_minimality.png",
+        "sce/figures/boundary/synthetic-overshoot__income__minimal.png",
+        "report/front_page.html",
+        "report/sce_summary.html",
+        "report/usage.html",
+        "report.html",
+    ):
+        assert (ours / name).stat().st_size > 0, name
+    assert set(pd.read_csv(ours / "sce/summary.csv")["model"]) == {"synthetic-overshoot"}
+    assert set(pd.read_csv(ours / "usage.csv")["model"]) == {"synthetic-overshoot"}
+    assert set(pd.read_csv(results / "sce/summary.csv")["model"]) == {"synthetic-exact"}
+    assert "synthetic-overshoot" not in (results / "report/front_page.html").read_text()
+    # the HTML report opens on its own config's front page (workflow.rst reads results_dir)
+    assert "synthetic-overshoot" in (ours / "report.html").read_text()
+    # The second run did not make the first one out of date.
+    dry = _snakemake(workdir, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+    # Every output of both studies (and the report pages) lies in the config's results folder or resources/.
+    (workdir / "config/both.yaml").write_text(yaml.safe_dump({"results_dir": other_results}))
+    outputs = _dry_run_outputs(_snakemake(workdir, "-n", configfile="both.yaml"))
+    assert any("simulatability/" in o for o in outputs) and any("/report/" in o for o in outputs)
+    strays = [o for o in outputs if not o.startswith((f"{other_results}/", "resources/"))]
+    assert not strays, strays
+
+
+def test_readme_writes_reports_and_graphs_under_results_and_git_ignores_strays():
+    """The README's report and graph commands write under results/; what a user still writes in the root is ignored."""
+    commands = re.findall(r"^\.venv/bin/snakemake [^\n]*$", (REPO / "README.md").read_text(), flags=re.MULTILINE)
+    targets = []
+    for line in commands:
+        code = line.split("#", 1)[0]
+        assert "| dot" not in code, f"needs Graphviz: {line}"
+        targets += re.findall(r"--report\s+(\S+)", code) + re.findall(r">\s*(\S+)", code)
+    assert len(targets) >= 4, commands
+    assert all(t.startswith("results/") for t in targets), targets
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    names = [
+        "report.html",
+        "report.zip",
+        "dag.svg",
+        "dag.dot",
+        "dag.mmd",
+        "rules.mmd",
+        "rulegraph.pdf",
+        "screenshots/a.png",
+    ]
+    ignored = subprocess.run(["git", "-C", str(REPO), "check-ignore", *names], capture_output=True, text=True)
+    assert ignored.stdout.split() == names
+    kept = subprocess.run(["git", "-C", str(REPO), "check-ignore", "README.md", "rules/sce.smk"], capture_output=True)
+    assert kept.returncode == 1, "a tracked file would be ignored"

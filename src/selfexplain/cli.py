@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from selfexplain import __version__
-from selfexplain.errors import SelfExplainError
+from selfexplain.errors import InputError, SelfExplainError
 from selfexplain.runlog import configure
 
 
@@ -24,10 +25,35 @@ def _sce_import_original(args: argparse.Namespace) -> None:
 
 
 def _sce_score(args: argparse.Namespace) -> None:
+    from selfexplain.sce import steps
+    from selfexplain.sce.original import is_results_file
     from selfexplain.sce.scoring import ORIGINAL_METRICS
-    from selfexplain.sce.steps import score_file
 
-    metrics = score_file(args.table, args.dataset, args.scores, args.json, args.distance, args.resamples, args.seed)
+    if is_results_file(args.table):
+        metrics = steps.score_original_file(
+            args.table,
+            args.dataset,
+            args.scores,
+            args.json,
+            args.distance,
+            args.resamples,
+            args.seed,
+            table_out=args.save_table,
+            distance_convention=args.distance_convention,
+        )
+    elif args.save_table:
+        raise InputError(f"--save-table needs a results file of the original code (.json/.json.gz), not {args.table}")
+    else:
+        metrics = steps.score_file(
+            args.table,
+            args.dataset,
+            args.scores,
+            args.json,
+            args.distance,
+            args.resamples,
+            args.seed,
+            distance_convention=args.distance_convention,
+        )
     width = max(map(len, ORIGINAL_METRICS))
     for key in (*ORIGINAL_METRICS, "strict_validity_percent", "n_kept", "n_rows"):
         print(f"{key:<{width + 8}} {metrics[key]}")
@@ -115,7 +141,25 @@ def _sim_score(args: argparse.Namespace) -> None:
         m.write_summary(results, args.summary)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Subcommands defined in modules with heavy imports (aiohttp, the synthetic models): registered only when the
+# command line names them, and otherwise listed in `--help` by a placeholder with the same help text
+# (tests/test_parity.py checks that the texts agree). name -> (module with `register(subparsers)`, help).
+LAZY_COMMANDS = {
+    "serve": (
+        "selfexplain.serve",
+        "OpenAI/Anthropic-compatible HTTP server in front of the synthetic models (for integration tests)",
+    ),
+    "tiny-model": ("selfexplain.tiny_model", "build (and train) a tiny local model for vLLM tests"),
+}
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand the arguments name (the first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(load: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; of LAZY_COMMANDS only those in `load` (all when None) are imported and registered."""
     parser = argparse.ArgumentParser(prog="selfexplain", description=__doc__)
     parser.add_argument("--version", action="version", version=f"selfexplain {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -129,12 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", required=True, help="counterfactuals table to write (.parquet)")
     imp.set_defaults(func=_sce_import_original)
 
-    score = sce.add_parser("score", help="score a counterfactuals table")
-    score.add_argument("table", help="counterfactuals table (.parquet)")
+    score = sce.add_parser(
+        "score", help="score a counterfactuals table, or a results file of the original code in one step"
+    )
+    score.add_argument(
+        "table", help="counterfactuals table (.parquet), or RESULTS.json(.gz) written by the original main.py"
+    )
     score.add_argument("--dataset", required=True)
     score.add_argument("--json", help="write metrics.json here")
     score.add_argument("--scores", help="write the per-row scores table (.parquet) here")
+    score.add_argument(
+        "--save-table", metavar="OUT", help="with a results file: also write the imported table (.parquet) here"
+    )
     score.add_argument("--distance", default="gower", choices=["gower", "l1", "l2"])
+    score.add_argument(
+        "--distance-convention",
+        default="ours",
+        choices=["ours", "original"],
+        help="ours: a categorical feature costs 0/1 (default); original: the original's L1/L2 matrices, which "
+        "treat category codes as numbers (heart disease's sex flip costs 2), exact ties (Gower is the same)",
+    )
     score.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (0: no CIs)")
     score.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     score.set_defaults(func=_sce_score)
@@ -183,15 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim_score.add_argument("--summary", help="write the summary-table rows here (CSV)")
     sim_score.set_defaults(func=_sim_score)
 
-    from selfexplain import serve, tiny_model
-
-    serve.register(sub)
-    tiny_model.register(sub)
+    for name, (module, help_text) in LAZY_COMMANDS.items():
+        if load is None or name in load:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(load={_command_word(argv)} & set(LAZY_COMMANDS)).parse_args(argv)
     configure()
     logging.getLogger().setLevel(logging.WARNING)
     try:

@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from importlib import metadata
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from selfexplain import __version__
 from selfexplain.errors import InputError
+
+if TYPE_CHECKING:  # pandas costs ~0.3 s to import: commands that only write JSON never load it
+    import pandas as pd
 
 PROVENANCE_KEY = b"selfexplain"
 _LIBRARIES = ("numpy", "pandas", "pyarrow", "snakemake", "openai", "anthropic", "vllm", "torch")
@@ -97,6 +98,8 @@ def write_parquet(
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A Parquet table, or an InputError naming the file when it is missing or unreadable."""
+    import pandas as pd
+
     path = Path(path)
     if not path.exists():
         raise InputError(f"table not found: {path}")

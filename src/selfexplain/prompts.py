@@ -2,13 +2,15 @@
 
 A template is `<prompt_dir>/<name>.txt`, or `<prompt_dir>/<name>.<dataset>.txt` for a dataset-specific version,
 which wins. Templates use `$name` / `${name}` placeholders (string.Template), so JSON braces need no escaping;
-a literal dollar sign is `$$`. Which placeholders exist is up to the study that fills them.
+a literal dollar sign is `$$`. Which placeholders exist is up to the study that fills them: each study checks its
+templates against its own set (`Template.check`) when the workflow is parsed, so a typo fails before any request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +27,58 @@ class Template:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
+    def placeholders(self) -> list[str]:
+        """Placeholder names in order of first use (`$name` and `${name}`; `$$` is a literal dollar sign)."""
+        return string.Template(self.text).get_identifiers()
+
+    def _position(self, offset: int) -> str:
+        line = self.text.count("\n", 0, offset) + 1
+        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+        return f"line {line}, column {column}"
+
+    def _stray_dollar(self) -> str | None:
+        """Where the first `$` that starts no placeholder is, if any."""
+        for match in string.Template.pattern.finditer(self.text):
+            if match.group("invalid") is not None:
+                return self._position(match.start())
+        return None
+
+    def _first_use(self, name: str) -> str:
+        for match in string.Template.pattern.finditer(self.text):
+            if name in (match.group("named"), match.group("braced")):
+                return self._position(match.start())
+        return "?"
+
+    def check(self, allowed: Iterable[str], key: str | None = None) -> None:
+        """Raise a one-line ConfigError, naming `key` (the config key that chose the template) and the file, when
+        the template is empty, uses a placeholder not in `allowed`, or has a `$` that starts no placeholder."""
+        where = f"{key}: {self.path}" if key else str(self.path)
+        if not self.text.strip():
+            raise ConfigError(f"{where}: the template is empty; write the prompt text into it")
+        stray = self._stray_dollar()
+        if stray:
+            raise ConfigError(
+                f"{where} {stray}: a '$' that starts no placeholder; write $$ for a literal dollar sign, "
+                "${name} for a placeholder"
+            )
+        allowed = set(allowed)
+        for name in self.placeholders():
+            if name not in allowed:
+                raise ConfigError(
+                    f"{where} {self._first_use(name)}: unknown placeholder ${{{name}}}; "
+                    f"this template may use {', '.join('${' + a + '}' for a in sorted(allowed))}"
+                )
+
     def render(self, fields: dict[str, str]) -> str:
         try:
             return string.Template(self.text).substitute(fields)
         except KeyError as exc:
             raise ConfigError(f"{self.path}: unknown placeholder ${exc.args[0]}; available: {sorted(fields)}") from exc
         except ValueError as exc:
-            raise ConfigError(f"{self.path}: bad placeholder syntax ({exc}); write a literal $ as $$") from exc
+            where = self._stray_dollar() or "a placeholder"
+            raise ConfigError(
+                f"{self.path} {where}: a '$' that starts no placeholder ({exc}); write a literal $ as $$"
+            ) from exc
 
 
 def available_prompts(prompt_dir: str | Path) -> list[str]:

@@ -12,6 +12,7 @@ score_file(
     scores_out=snakemake.output.scores,
     metrics_out=snakemake.output.metrics,
     distance=snakemake.params.distance,
+    distance_convention=snakemake.params.distance_convention,
     resamples=snakemake.params.bootstrap["resamples"],
     seed=snakemake.params.bootstrap["seed"],
     grid_path=snakemake.input.grid,

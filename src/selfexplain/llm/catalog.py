@@ -1,6 +1,7 @@
 """Model catalog: each model is named once, with everything needed to call it and to tell it apart.
 
-The catalog holds the *name* of the environment variable with an API key, never the key itself.
+The catalog holds the *name* of the environment variable with an API key, never the key itself. Limits the schema
+cannot express (they depend on the backend) are checked by `entry_problems` when the catalog is loaded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selfexplain.llm.types import ChatRequest, Message, Sampling
+
+API_BACKENDS = ("openai", "anthropic")
+# Highest sampling temperature each backend's API accepts (OpenAI 0-2, Anthropic 0-1). vLLM itself has no upper
+# limit, but a model often moves between the vllm backend and an OpenAI-compatible `vllm serve` endpoint (backend
+# openai), so it gets the OpenAI range: an entry valid for one stays valid for the other.
+MAX_TEMPERATURE = {"openai": 2.0, "anthropic": 1.0, "vllm": 2.0}
+# Requests in flight per job. Each holds a connection (an open file): 1024 is a common per-process open-file limit,
+# and at a few seconds per answer it is already over 10,000 requests per minute, beyond most accounts' rate limits.
+MAX_CONCURRENCY = 1024
 
 
 @dataclass(frozen=True)
@@ -90,6 +100,36 @@ class ModelEntry:
         if self.base_url and self.backend == "openai":
             return "local"
         return self.backend
+
+
+def entry_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for each setting of a schema-valid catalog entry that its backend cannot take."""
+    backend = data["backend"]
+    problems = []
+    temperature = (data.get("sampling") or {}).get("temperature")
+    limit = MAX_TEMPERATURE.get(backend)
+    if limit is not None and temperature is not None and temperature > limit:
+        problems.append(
+            ("sampling.temperature", f"{temperature:g} is above the {backend} backend's maximum of {limit:g}")
+        )
+    if backend in API_BACKENDS and data.get("gpus", 0) > 0:
+        problems.append(
+            (
+                "gpus",
+                f"{data['gpus']} for an {backend} (API) model, which runs on the provider's machines; "
+                "remove gpus (only the vllm backend uses GPUs)",
+            )
+        )
+    concurrency = data.get("concurrency", 1)
+    if concurrency > MAX_CONCURRENCY:
+        problems.append(
+            (
+                "concurrency",
+                f"{concurrency} requests in flight per job is more than the {MAX_CONCURRENCY} allowed "
+                "(each holds an open connection; 1024 already exceed most accounts' rate limits)",
+            )
+        )
+    return problems
 
 
 def parse_entry(name: str, data: dict[str, Any]) -> ModelEntry:

@@ -7,8 +7,9 @@ from typing import Any
 
 from selfexplain.errors import ConfigError
 from selfexplain.llm.catalog import ModelEntry
-from selfexplain.prompts import available_prompts
-from selfexplain.tabular.features import builtin_dataset_names
+from selfexplain.prompts import available_prompts, load_template
+from selfexplain.sce.prompts import first_pass_fields, followup_fields
+from selfexplain.tabular.features import builtin_dataset_names, load_dataset_spec
 
 
 def name_enums(section: dict[str, Any], catalog: dict[str, ModelEntry], base: Path) -> dict[tuple[str, ...], list[str]]:
@@ -28,3 +29,16 @@ def name_enums(section: dict[str, Any], catalog: dict[str, ModelEntry], base: Pa
 def check_section(section: dict[str, Any]) -> None:
     if not section["models"]:
         raise ConfigError("config.sce.models: name at least one catalog model, or leave sce out of config.studies")
+
+
+def check_templates(section: dict[str, Any], base: Path) -> None:
+    """Every template the run will fill (per dataset, so overrides count) is non-empty and uses only the
+    placeholders of its kind (`selfexplain.sce.prompts`)."""
+    prompt_dir = base / section["prompt_dir"]
+    for dataset in section["datasets"]:
+        spec = load_dataset_spec(dataset)
+        first = load_template(prompt_dir, section["first_pass"], dataset)
+        first.check(first_pass_fields(spec, ""), key="config.sce.first_pass")
+        followup = followup_fields(spec, spec.options[0])
+        for name in section["prompts"]:
+            load_template(prompt_dir, name, dataset).check(followup, key="config.sce.prompts")

@@ -10,6 +10,10 @@ Two views are reported side by side:
 * what those aggregates hide: strict validity (unreadable and off-grid counterfactuals count as invalid), a count
   for every failure kind, and seeded bootstrap 95 % CIs.
 
+Distances follow `selfexplain.tabular.distances` under either convention (`ours`, or `original` to reproduce the
+original's L1/L2 matrices). A table is a DataFrame or a mapping of named arrays: nothing here imports pandas, so a
+results file of the original can be read and scored in one short process (`score_columns_summary`).
+
 scores table (one row per counterfactuals row), in addition to row_id/answer/target:
   cf_row_id       grid id the counterfactual names, -1 when off the grid or unreadable
   verification    model's first-pass answer at cf_row_id (null when unknown)
@@ -27,16 +31,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from selfexplain.errors import InputError
 from selfexplain.sce import tables as T
-from selfexplain.tabular.distances import TIE_TOLERANCE, make_metric, nearest_by_class
+from selfexplain.tabular.distances import grid_index, grid_points, make_metric, nearest_by_class
 from selfexplain.tabular.features import DatasetSpec
-from selfexplain.tabular.grids import lookup_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ORIGINAL_METRICS = (
     "validity_percent",
@@ -61,33 +67,60 @@ FAILURE_KINDS = (
     "verification_unreadable",
 )
 
+# A table is a pandas DataFrame or any mapping of column name -> 1-D array (what `sce.original.read_original`
+# returns); nothing in this module needs pandas, so a results file of the original can be scored without it.
+Columns = Mapping[str, Any]
 
-def check_columns(table: pd.DataFrame, spec: DatasetSpec, source: str) -> None:
-    missing = [c for c in (*T.REQUIRED, *T.cf_columns(spec)) if c not in table.columns]
+
+def _objects(column: Any) -> np.ndarray:
+    """A column as an object array with None for missing values (pandas NA/NaN included)."""
+    if hasattr(column, "to_numpy"):
+        return column.to_numpy(dtype=object, na_value=None)
+    return np.asarray(column, dtype=object)
+
+
+def _floats(column: Any) -> np.ndarray:
+    return np.asarray(column, dtype=np.float64)
+
+
+def check_columns(table: Columns, spec: DatasetSpec, source: str) -> None:
+    missing = [c for c in (*T.REQUIRED, *T.cf_columns(spec)) if c not in table]
     if missing:
         raise InputError(f"{source}: missing column(s) {missing} needed to score dataset {spec.name!r}")
 
 
-def class_of(labels: pd.Series, spec: DatasetSpec) -> np.ndarray:
+def class_of(labels: Any, spec: DatasetSpec) -> np.ndarray:
     """0/1 for the two options, -1 for anything else (null, unreadable)."""
     mapping = {spec.options[0]: 0, spec.options[1]: 1}
-    return labels.map(mapping).fillna(-1).astype(np.int64).to_numpy()
+    values = _objects(labels)
+    return np.fromiter(
+        (mapping.get(x, -1) if isinstance(x, str) else -1 for x in values), dtype=np.int64, count=len(values)
+    )
 
 
-def score_rows(
+def score_columns(
     spec: DatasetSpec,
-    grid: pd.DataFrame,
-    table: pd.DataFrame,
+    table: Columns,
     metric_name: str = "gower",
     source: str = "table",
-) -> pd.DataFrame:
-    """Per-row validity and distances; the grid's answers are the table's own first-pass answers."""
+    grid: Columns | None = None,
+    convention: str = "ours",
+) -> dict[str, np.ndarray]:
+    """Per-row validity and distances as named arrays (the columns of the scores table, in order).
+
+    The grid's answers are the table's own first-pass answers. `grid` (columns of the full grid) is built from the
+    spec when not given.
+    """
     check_columns(table, spec, source)
-    metric = make_metric(spec, grid, metric_name)
-    points = grid[spec.columns].to_numpy(dtype=np.float64)
+    if grid is None:
+        points = grid_points(spec)
+        grid = {c: points[:, j] for j, c in enumerate(spec.columns)}
+    else:
+        points = np.column_stack([_floats(grid[c]) for c in spec.columns])
+    metric = make_metric(spec, grid, metric_name, convention)
     n_grid = len(points)
 
-    row_id = table[T.ROW_ID].to_numpy(dtype=np.int64)
+    row_id = np.asarray(table[T.ROW_ID], dtype=np.int64)
     if (row_id < 0).any() or (row_id >= n_grid).any():
         raise InputError(f"{source}: column {T.ROW_ID!r} has ids outside the {spec.name} grid (0..{n_grid - 1})")
     if len(np.unique(row_id)) != len(row_id):
@@ -97,8 +130,8 @@ def score_rows(
     grid_class[row_id] = answer_class
 
     x = points[row_id]
-    cf = table[T.cf_columns(spec)].to_numpy(dtype=np.float64)
-    cf_row = lookup_rows(spec, grid, cf)
+    cf = np.column_stack([_floats(table[c]) for c in T.cf_columns(spec)])
+    cf_row = grid_index(metric.levels, cf)
     on_grid = cf_row >= 0
     verification_class = np.where(on_grid, grid_class[np.clip(cf_row, 0, None)], -1)
     target_class = class_of(table[T.TARGET], spec)
@@ -113,7 +146,7 @@ def score_rows(
         np.nan,
     )
 
-    failure = np.full(len(table), "", dtype=object)
+    failure = np.full(len(row_id), "", dtype=object)
     failure[~readable_answer] = "first_answer_unreadable"
     failure[readable_answer & ~cf_read] = "counterfactual_unreadable"
     failure[readable_answer & cf_read & ~on_grid] = "counterfactual_off_grid"
@@ -128,44 +161,58 @@ def score_rows(
         metric, points, grid_class, cf_row, np.where(kept, 1 - verification_class, -1), transforms
     )
     excess = distance - d_min
-    excess = np.where(np.abs(excess) <= TIE_TOLERANCE, 0.0, excess)
+    excess = np.where(np.abs(excess) <= metric.tolerance, 0.0, excess)
     usable = kept & ~np.isnan(d_min)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rcf = np.where(usable, excess / d_min, np.nan)
+        # the original's L1/L2 come with its arithmetic too: RCF = d / d_min - 1, no tie tolerance
+        ratio = distance / d_min - 1 if metric.original_arithmetic else excess / d_min
+        rcf = np.where(usable, ratio, np.nan)
         icf = np.where(usable & ~np.isnan(c2db), c2db / d_min, np.nan)
     rcf_a = np.where(usable, excess, np.nan)
     icf_a = np.where(usable, c2db, np.nan)
 
-    out = pd.DataFrame(
-        {
-            T.ROW_ID: row_id,
-            T.ANSWER: table[T.ANSWER].to_numpy(dtype=object),
-            T.TARGET: table[T.TARGET].to_numpy(dtype=object),
-            "cf_row_id": cf_row,
-            "verification": np.where(
-                verification_class >= 0,
-                np.asarray(spec.options, dtype=object)[np.clip(verification_class, 0, 1)],
-                None,
-            ),
-            "kept": kept,
-            "valid": valid,
-            "strict_valid": strict_valid,
-            "failure": failure,
-            "distance": np.where(cf_read, distance, np.nan),
-            "min_row_id": min_idx,
-            "distance_to_min": d_min,
-            "RCF": rcf,
-            "RCF_A": rcf_a,
-            "cf_to_boundary": np.where(kept, c2db, np.nan),
-            "ICF": icf,
-            "ICF_A": icf_a,
-        }
-    )
-    for col in T.cf_columns(spec):
-        out[col] = table[col].to_numpy(dtype=np.float64)
+    out: dict[str, np.ndarray] = {
+        T.ROW_ID: row_id,
+        T.ANSWER: _objects(table[T.ANSWER]),
+        T.TARGET: _objects(table[T.TARGET]),
+        "cf_row_id": cf_row,
+        "verification": np.where(
+            verification_class >= 0,
+            np.asarray(spec.options, dtype=object)[np.clip(verification_class, 0, 1)],
+            None,
+        ),
+        "kept": kept,
+        "valid": valid,
+        "strict_valid": strict_valid,
+        "failure": failure,
+        "distance": np.where(cf_read, distance, np.nan),
+        "min_row_id": min_idx,
+        "distance_to_min": d_min,
+        "RCF": rcf,
+        "RCF_A": rcf_a,
+        "cf_to_boundary": np.where(kept, c2db, np.nan),
+        "ICF": icf,
+        "ICF_A": icf_a,
+    }
+    for j, col in enumerate(T.cf_columns(spec)):
+        out[col] = cf[:, j].copy()
     if T.CF_STATUS in table:
-        out[T.CF_STATUS] = table[T.CF_STATUS].to_numpy(dtype=object)
+        out[T.CF_STATUS] = _objects(table[T.CF_STATUS])
     return out
+
+
+def score_rows(
+    spec: DatasetSpec,
+    grid: pd.DataFrame,
+    table: pd.DataFrame,
+    metric_name: str = "gower",
+    source: str = "table",
+    convention: str = "ours",
+) -> pd.DataFrame:
+    """Per-row validity and distances (the scores table); the grid's answers are the table's own first answers."""
+    import pandas as pd
+
+    return pd.DataFrame(score_columns(spec, table, metric_name, source, grid, convention))
 
 
 def _nan_stat(fn: Any, values: np.ndarray) -> float:
@@ -175,18 +222,22 @@ def _nan_stat(fn: Any, values: np.ndarray) -> float:
     return float(fn(values))
 
 
-def original_aggregates(rows: pd.DataFrame) -> dict[str, float]:
+def _kept(rows: Columns) -> np.ndarray:
+    return np.asarray(rows["kept"], dtype=bool)
+
+
+def original_aggregates(rows: Columns) -> dict[str, float]:
     """The original scorer's 13 aggregates, with its definitions, over the kept rows."""
-    kept = rows[rows["kept"]]
-    n = len(kept)
-    v = kept["valid"].to_numpy(dtype=np.float64)
+    kept = _kept(rows)
+    n = int(kept.sum())
+    v = _floats(rows["valid"])[kept]
     is_valid = v == 1
-    rcf, rcf_a = kept["RCF"].to_numpy(dtype=np.float64), kept["RCF_A"].to_numpy(dtype=np.float64)
-    icf, icf_a = kept["ICF"].to_numpy(dtype=np.float64), kept["ICF_A"].to_numpy(dtype=np.float64)
+    rcf, rcf_a = _floats(rows["RCF"])[kept], _floats(rows["RCF_A"])[kept]
+    icf, icf_a = _floats(rows["ICF"])[kept], _floats(rows["ICF_A"])[kept]
     validity = float(np.mean(v)) if n else math.nan
     out = {
         "validity_percent": 100 * validity,
-        "mean_distance": _nan_stat(np.mean, kept["distance"].to_numpy(dtype=np.float64)),
+        "mean_distance": _nan_stat(np.mean, _floats(rows["distance"])[kept]),
         "mean_RCF": _nan_stat(np.mean, rcf[is_valid]),
         "median_RCF": _nan_stat(np.median, rcf[is_valid]),
         "mean_RCF_A": _nan_stat(np.mean, rcf_a[is_valid]),
@@ -207,16 +258,14 @@ def _zero_if_nan(value: float) -> float:
     return 0.0 if math.isnan(value) else value
 
 
-def bootstrap_ci(
-    rows: pd.DataFrame, resamples: int = 1000, seed: int = 0, level: float = 0.95
-) -> dict[str, list[float]]:
+def bootstrap_ci(rows: Columns, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
     """Percentile bootstrap CIs over kept rows for validity % and mean RCF_A (mean over the valid rows drawn)."""
-    kept = rows[rows["kept"]]
-    n = len(kept)
+    kept = _kept(rows)
+    n = int(kept.sum())
     if n == 0 or resamples <= 0:
         return {"validity_percent": [math.nan, math.nan], "mean_RCF_A": [math.nan, math.nan]}
-    v = kept["valid"].to_numpy(dtype=np.float64)
-    rcf_a = np.where(v == 1, kept["RCF_A"].to_numpy(dtype=np.float64), 0.0)
+    v = _floats(rows["valid"])[kept]
+    rcf_a = np.where(v == 1, _floats(rows["RCF_A"])[kept], 0.0)
     rng = np.random.default_rng(seed)
     validity = np.empty(resamples)
     mean_rcf_a = np.empty(resamples)
@@ -237,27 +286,35 @@ def bootstrap_ci(
         }
 
 
-def failure_counts(rows: pd.DataFrame) -> dict[str, int]:
-    counts = {kind: int((rows["failure"] == kind).sum()) for kind in FAILURE_KINDS}
+def failure_counts(rows: Columns) -> dict[str, int]:
+    """Rows of each failure kind, then of each counterfactual status other than "ok" (most frequent first)."""
+    failure = _objects(rows["failure"])
+    counts = {kind: int(np.sum(failure == kind)) for kind in FAILURE_KINDS}
     if T.CF_STATUS in rows:
-        for status, count in rows.loc[rows[T.CF_STATUS] != "ok", T.CF_STATUS].value_counts().items():
-            counts[f"cf_status_{status}"] = int(count)
+        seen: dict[str, int] = {}
+        for status in _objects(rows[T.CF_STATUS]):
+            if status is not None and status != "ok":
+                seen[status] = seen.get(status, 0) + 1
+        for status, count in sorted(seen.items(), key=lambda item: -item[1]):  # stable: ties keep first-seen order
+            counts[f"cf_status_{status}"] = count
     return counts
 
 
-def summarise(rows: pd.DataFrame, resamples: int = 1000, seed: int = 0, metric_name: str = "gower") -> dict[str, Any]:
+def summarise(
+    rows: Columns, resamples: int = 1000, seed: int = 0, metric_name: str = "gower", convention: str = "ours"
+) -> dict[str, Any]:
     """metrics.json content: the 13 original keys first, then what the original does not report."""
     metrics: dict[str, Any] = original_aggregates(rows)
-    readable = rows["strict_valid"].notna()
+    strict = _floats(rows["strict_valid"])
+    readable = ~np.isnan(strict)
     metrics.update(
         {
             "distance_metric": metric_name,
-            "n_rows": len(rows),
-            "n_kept": int(rows["kept"].sum()),
+            "distance_convention": convention,
+            "n_rows": len(strict),
+            "n_kept": int(_kept(rows).sum()),
             "n_first_answer_readable": int(readable.sum()),
-            "strict_validity_percent": (
-                100 * float(rows.loc[readable, "strict_valid"].mean()) if readable.any() else math.nan
-            ),
+            "strict_validity_percent": 100 * float(np.mean(strict[readable])) if readable.any() else math.nan,
             "failures": failure_counts(rows),
             "ci95": bootstrap_ci(rows, resamples=resamples, seed=seed),
             "bootstrap": {"resamples": resamples, "seed": seed},
@@ -274,6 +331,22 @@ def score_table(
     resamples: int = 1000,
     seed: int = 0,
     source: str = "table",
+    convention: str = "ours",
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    rows = score_rows(spec, grid, table, metric_name, source=source)
-    return rows, summarise(rows, resamples=resamples, seed=seed, metric_name=metric_name)
+    """Scores table and metrics.json content of a counterfactuals table."""
+    rows = score_rows(spec, grid, table, metric_name, source=source, convention=convention)
+    return rows, summarise(rows, resamples, seed, metric_name, convention)
+
+
+def score_columns_summary(
+    spec: DatasetSpec,
+    table: Columns,
+    metric_name: str = "gower",
+    resamples: int = 1000,
+    seed: int = 0,
+    source: str = "table",
+    convention: str = "ours",
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """`score_table` without pandas: the scores as named arrays, over the grid built from the spec."""
+    rows = score_columns(spec, table, metric_name, source, convention=convention)
+    return rows, summarise(rows, resamples, seed, metric_name, convention)

@@ -1,7 +1,8 @@
 """File-level steps of the sce study: what each rule (and the CLI) does, from input paths to output paths.
 
 Rule scripts stay thin by calling these; the functions here read and write files and stamp provenance, while the
-science lives in the modules they call.
+science lives in the modules they call. Each step imports what it uses when it runs, so a command that only scores
+(`selfexplain sce score`) never loads the inference layer.
 """
 
 from __future__ import annotations
@@ -9,23 +10,21 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
-from selfexplain.io import atomic_path, provenance, read_provenance, read_table, write_json, write_parquet
-from selfexplain.llm.backends import backend_provenance, make_backend
-from selfexplain.llm.catalog import entry_from_json
-from selfexplain.prompts import template_from_path
-from selfexplain.sce import elicit as elicitation
-from selfexplain.sce.scoring import ORIGINAL_METRICS, score_table
+from selfexplain.sce.scoring import ORIGINAL_METRICS
 from selfexplain.tabular.features import load_dataset_spec
-from selfexplain.tabular.grids import build_grid
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
 
 def make_grid(dataset: str, out: str | Path) -> None:
+    from selfexplain.io import provenance, write_parquet
+    from selfexplain.tabular.grids import build_grid
+
     spec = load_dataset_spec(dataset)
     grid = build_grid(spec)
     write_parquet(grid, out, provenance(dataset=dataset, dataset_spec=spec.source))
@@ -42,6 +41,12 @@ def run_predict(
     out: str,
     progress: bool = True,
 ) -> None:
+    from selfexplain.io import provenance, read_table, write_parquet
+    from selfexplain.llm.backends import backend_provenance, make_backend
+    from selfexplain.llm.catalog import entry_from_json
+    from selfexplain.prompts import template_from_path
+    from selfexplain.sce import elicit as elicitation
+
     entry = entry_from_json(model, entry_json)
     spec = load_dataset_spec(dataset)
     template = template_from_path(template_path)
@@ -70,6 +75,12 @@ def run_elicit(
     seed: int,
     progress: bool = True,
 ) -> None:
+    from selfexplain.io import provenance, read_table, write_parquet
+    from selfexplain.llm.backends import backend_provenance, make_backend
+    from selfexplain.llm.catalog import entry_from_json
+    from selfexplain.prompts import template_from_path
+    from selfexplain.sce import elicit as elicitation
+
     entry = entry_from_json(model, entry_json)
     spec = load_dataset_spec(dataset)
     first, followup = template_from_path(first_template_path), template_from_path(template_path)
@@ -110,17 +121,25 @@ def score_file(
     resamples: int = 1000,
     seed: int = 0,
     grid_path: str | Path | None = None,
+    distance_convention: str = "ours",
 ) -> dict[str, Any]:
     """Score a counterfactuals table (ours or an imported original one) and write the per-row and summary files."""
+    from selfexplain.io import provenance, read_provenance, read_table, write_json, write_parquet
+    from selfexplain.sce.scoring import score_table
+    from selfexplain.tabular.grids import build_grid
+
     spec = load_dataset_spec(dataset)
     grid = read_table(grid_path) if grid_path else build_grid(spec)
     table = read_table(table_path)
-    rows, metrics = score_table(spec, grid, table, distance, resamples, seed, source=str(table_path))
+    rows, metrics = score_table(
+        spec, grid, table, distance, resamples, seed, source=str(table_path), convention=distance_convention
+    )
     upstream = read_provenance(table_path) if str(table_path).endswith(".parquet") else {}
     prov = provenance(
         dataset=dataset,
         stage="sce_score",
         distance=distance,
+        distance_convention=distance_convention,
         input=str(table_path),
         model=upstream.get("model"),
         prompt=upstream.get("prompt"),
@@ -135,8 +154,65 @@ def score_file(
     return metrics
 
 
+def score_original_file(
+    results_path: str | Path,
+    dataset: str,
+    scores_out: str | Path | None = None,
+    metrics_out: str | Path | None = None,
+    distance: str = "gower",
+    resamples: int = 1000,
+    seed: int = 0,
+    table_out: str | Path | None = None,
+    distance_convention: str = "ours",
+) -> dict[str, Any]:
+    """Read a results file of the original code and score it in one go: the same metrics as `import_original`
+    followed by `score_file`, without the intermediate table (written only when `table_out` is given).
+
+    Nothing here needs pandas unless a Parquet output is asked for, which keeps the command's start-up short.
+    """
+    from selfexplain.sce.original import read_original
+    from selfexplain.sce.scoring import score_columns_summary
+
+    spec = load_dataset_spec(dataset)
+    columns = read_original(results_path, spec)
+    rows, metrics = score_columns_summary(
+        spec, columns, distance, resamples, seed, source=str(results_path), convention=distance_convention
+    )
+    if not (scores_out or metrics_out or table_out):
+        return metrics
+
+    from selfexplain.io import provenance, write_json
+
+    prov = provenance(
+        dataset=dataset,
+        stage="sce_score",
+        distance=distance,
+        distance_convention=distance_convention,
+        input=str(results_path),
+        seeds={"bootstrap": seed},
+    )
+    metrics["provenance"] = prov
+    if table_out or scores_out:
+        import pandas as pd
+
+        from selfexplain.io import write_parquet
+
+        if table_out:
+            imported = provenance(stage="import-original", input=str(results_path), dataset=dataset)
+            write_parquet(pd.DataFrame(columns), table_out, imported)
+        if scores_out:
+            write_parquet(pd.DataFrame(rows), scores_out, prov)
+    if metrics_out:
+        write_json(metrics, metrics_out)
+    return metrics
+
+
 def summarise_runs(metrics_paths: list[str], runs: list[tuple[str, str, str]], out: str | Path) -> pd.DataFrame:
     """One row per (model, dataset, prompt): original aggregates, strict validity, CIs, failure counts."""
+    import pandas as pd
+
+    from selfexplain.io import atomic_path
+
     records = []
     for path, (model, dataset, prompt) in zip(metrics_paths, runs, strict=True):
         metrics = json.loads(Path(path).read_text())
@@ -148,6 +224,7 @@ def summarise_runs(metrics_paths: list[str], runs: list[tuple[str, str, str]], o
             "n_kept",
             "n_first_answer_readable",
             "distance_metric",
+            "distance_convention",
         ):
             record[key] = metrics.get(key)
         ci = metrics.get("ci95", {})

@@ -7,9 +7,14 @@ from typing import Any
 
 from selfexplain.errors import ConfigError
 from selfexplain.llm.catalog import ModelEntry
-from selfexplain.prompts import available_prompts
+from selfexplain.prompts import available_prompts, load_template
 from selfexplain.simulatability.builtin import MORAL_MACHINES, tabular_dataset_names
-from selfexplain.simulatability.prompts import PREDICTOR_TEMPLATES, REFERENCE_TEMPLATES
+from selfexplain.simulatability.prompts import (
+    PREDICTOR_TEMPLATES,
+    REFERENCE_TEMPLATES,
+    predictor_fields,
+    reference_fields,
+)
 
 
 def name_enums(section: dict[str, Any], catalog: dict[str, ModelEntry], base: Path) -> dict[tuple[str, ...], list[str]]:
@@ -51,3 +56,18 @@ def check_section(section: dict[str, Any]) -> None:
             "config.simulatability.hamming.min_group_size: larger than max_group_size "
             f"({hamming['min_group_size']} > {hamming['max_group_size']})"
         )
+
+
+def check_templates(section: dict[str, Any], base: Path) -> None:
+    """Every template the run will fill (per dataset, so overrides count) is non-empty and uses only the
+    placeholders of its kind (`selfexplain.simulatability.prompts`). Without references no template is used."""
+    if not section["references"]:
+        return
+    prompt_dir = base / section["prompt_dir"]
+    for dataset in section["datasets"]:
+        for name in REFERENCE_TEMPLATES.values():
+            template = load_template(prompt_dir, name, dataset)
+            template.check(reference_fields(dataset, ""), key="config.simulatability.prompt_dir")
+        for condition in section["conditions"]:
+            template = load_template(prompt_dir, PREDICTOR_TEMPLATES[condition], dataset)
+            template.check(predictor_fields(dataset, "", "", ""), key="config.simulatability.conditions")
