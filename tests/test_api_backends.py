@@ -3,12 +3,15 @@
 Covers: answers aligned by index through the runner, retries (429 + Retry-After, 5xx, 529, timeouts, dropped
 connections) counted and bounded, no retry on 400, preflight failures before any request, keys never leaking,
 reasoning kept apart, parameter mapping per endpoint, rate limits and the concurrency bound, the async bridge's
-cancellation, and Anthropic batch mode (including resuming a batch after a kill).
+cancellation, and Anthropic batch mode (including resuming a batch after a kill). Failing well: malformed 200s
+retried then error rows (never a crash), a rejected key stopping the job after one answer (and in preflight), and
+consecutive refused connections stopping it with the real cause.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import socket
@@ -19,18 +22,30 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import pandas as pd
 import pytest
 from aiohttp import web
 
 from selfexplain.errors import ConfigError, InferenceError
+from selfexplain.io import write_parquet
 from selfexplain.llm.aio import iterate_async, run_pool
 from selfexplain.llm.backends import make_backend
 from selfexplain.llm.catalog import parse_entry
+from selfexplain.llm.journal import Journal
 from selfexplain.llm.ratelimit import RateLimiter, TokenBucket, estimate_tokens
-from selfexplain.llm.retry import RetryPolicy, retry_after_s
-from selfexplain.llm.runner import run_requests
+from selfexplain.llm.retry import (
+    EndpointUnreachable,
+    KeyRejected,
+    MalformedResponseError,
+    RetryPolicy,
+    connection_failure,
+    error_message,
+    retry_after_s,
+)
+from selfexplain.llm.runner import completion_columns, run_requests
 from selfexplain.llm.secrets import REDACTED
-from selfexplain.llm.types import ChatRequest
+from selfexplain.llm.transport import clean_completion, clean_json, clean_text
+from selfexplain.llm.types import ChatRequest, Completion
 
 KEY = "sk-test-SECRET123"
 KEY_ENV = "SELFEXPLAIN_TEST_API_KEY"
@@ -91,6 +106,7 @@ class FakeAPI:
         self.delay_s = 0.0
         self.openai: Script = self._openai_ok
         self.anthropic: Script = self._anthropic_ok
+        self.models: Script | None = None  # GET .../models (and OpenRouter's .../key); None: an empty list
         self.batches: dict[str, dict[str, Any]] = {}
         self.url = ""
         self._loop = asyncio.new_event_loop()
@@ -117,7 +133,9 @@ class FakeAPI:
         try:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
-            if path.endswith("/models"):
+            if path.endswith("/models") or path.endswith("/key"):
+                if self.models is not None:
+                    return await self.models(self.count(path), body, request)
                 return web.json_response({"object": "list", "data": []})
             if path.endswith("/chat/completions"):
                 return await self.openai(self.count("/chat/completions") - 1, body, request)
@@ -392,13 +410,13 @@ def test_unreachable_base_url_fails_preflight(tmp_path):
     with pytest.raises(ConfigError, match=re.escape(url)):
         run(make_backend(entry), chats(entry, ["q"]), tmp_path)
     entry = parse_entry("gone", {"backend": "anthropic", "model_id": "m", "base_url": url, "api_key_env": KEY_ENV})
-    with pytest.raises(ConfigError, match="not reachable"):
+    with pytest.raises(ConfigError, match=r"unreachable \(connection refused\)"):
         make_backend(entry).preflight()
 
 
 def test_key_never_leaks_into_errors_or_journal(fake, tmp_path):
     async def echo_key(n, body, request):
-        return error(401, f"invalid key {request.headers.get('Authorization')}")
+        return error(400, f"invalid request, key {request.headers.get('Authorization')}")
 
     fake.openai = echo_key
     fake.anthropic = echo_key
@@ -410,6 +428,78 @@ def test_key_never_leaks_into_errors_or_journal(fake, tmp_path):
     # The key did travel, in the header only: the redaction above was really tested.
     sent = [headers for path, _, headers in fake.calls if not path.endswith("/models")]
     assert len(sent) == 2 and all(KEY in h.get("Authorization", "") for h in sent)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("make_entry", [openai_entry, anthropic_entry], ids=["openai", "anthropic"])
+def test_rejected_key_stops_the_job_after_the_first_answer(fake, tmp_path, status, make_entry):
+    """A key revoked mid-job: answers received are kept, one more request is sent, the rest are not."""
+
+    async def revoked(n, body, request):
+        if n < 3:
+            return web.json_response(chat_json(body) if "chat" in request.path else message_json(body))
+        return error(status, f"key {request.headers.get('Authorization') or request.headers.get('x-api-key')} revoked")
+
+    fake.openai = fake.anthropic = revoked
+    entry = make_entry(fake, concurrency=1, max_retries=5)
+    backend = fast(make_backend(entry))
+    with pytest.raises(KeyRejected) as info:
+        run_requests(backend, chats(entry, [f"q{i}" for i in range(8)]), tmp_path / "j.jsonl", progress=False)
+    message = str(info.value)
+    assert "\n" not in message and KEY not in message and REDACTED in message
+    assert f"model {entry.name!r}" in message and f"${KEY_ENV}" in message and f"HTTP {status}" in message
+    assert "3 of 8 answers kept in" in message
+    posts = fake.count("/chat/completions") + fake.count("/v1/messages")
+    assert posts == 4 and backend.retries == 0  # three answers, one 401/403, nothing retried or sent after it
+    assert len((tmp_path / "j.jsonl").read_text().splitlines()) == 3
+    assert isinstance(info.value, ConfigError)
+
+
+@pytest.mark.parametrize("make_entry", [openai_entry, anthropic_entry], ids=["openai", "anthropic"])
+def test_rejected_key_fails_preflight_before_any_paid_request(fake, tmp_path, make_entry):
+    async def refuse(n, body, request):
+        return error(401, "invalid x-api-key")
+
+    fake.models = refuse
+    entry = make_entry(fake)
+    with pytest.raises(KeyRejected, match=rf"rejected the API key in \${KEY_ENV} \(HTTP 401: invalid x-api-key\)"):
+        run(make_backend(entry), chats(entry, ["q"]), tmp_path)
+    assert fake.count("/chat/completions") + fake.count("/v1/messages") == 0
+    (probe,) = fake.calls
+    assert probe[0].endswith("/models")
+    headers = {name.lower(): value for name, value in probe[2].items()}
+    assert KEY in headers.get("authorization", "") + headers.get("x-api-key", "")
+
+
+def test_openrouter_key_is_checked_on_its_key_endpoint(fake, tmp_path):
+    async def refuse(n, body, request):
+        return error(401, "No auth credentials found")
+
+    fake.models = refuse
+    entry = openai_entry(fake, base_url=f"{fake.url}/openrouter/api/v1")
+    with pytest.raises(KeyRejected, match="No auth credentials found"):
+        make_backend(entry).preflight()
+    assert [path for path, _, _ in fake.calls] == ["/openrouter/api/v1/key"]
+
+
+def test_local_server_that_wants_a_key_says_to_set_api_key_env(fake, tmp_path):
+    async def refuse(n, body, request):
+        return error(401, "missing bearer token")
+
+    fake.models = refuse
+    entry = openai_entry(fake, api_key_env=None)
+    with pytest.raises(KeyRejected, match=r"refused the request without an API key .*set api_key_env"):
+        make_backend(entry).preflight()
+
+
+def test_models_list_without_auth_or_route_does_not_block(fake, tmp_path):
+    async def missing(n, body, request):
+        return error(404, "no models route here")
+
+    fake.models = missing
+    entry = openai_entry(fake)
+    (completion,) = run(make_backend(entry), chats(entry, ["q"]), tmp_path)
+    assert completion.ok
 
 
 def test_local_server_without_key_env_gets_a_placeholder(fake, tmp_path):
@@ -515,6 +605,154 @@ def test_stopping_early_cancels_requests_in_flight(fake, tmp_path):
     assert {t.name for t in threading.enumerate()} - before == set()
 
 
+def _openai_bad(kind: str, body: dict[str, Any]) -> web.StreamResponse:
+    good = chat_json(body)
+    message = good["choices"][0]["message"]
+    if kind == "content_number":
+        message["content"] = 7
+    elif kind == "content_dict":
+        message["content"] = {"text": "x"}
+    elif kind == "parts":
+        message["content"] = [{"type": "text", "text": "A:"}, {"type": "image_url"}, {"type": "text", "text": "q"}]
+    elif kind == "parts_without_text":
+        message["content"] = [{"type": "image_url", "image_url": {"url": "data:,"}}]
+    elif kind == "choices_null":
+        good["choices"] = [None]
+    elif kind == "choices_string":
+        good["choices"] = "none"
+    elif kind == "no_message":
+        del good["choices"][0]["message"]
+    elif kind == "tool_call":
+        message["content"] = None
+        message["tool_calls"] = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    elif kind == "no_choices":
+        good = {"error": {"message": "upstream provider failed", "code": 502}}
+    elif kind == "json_list":
+        return web.json_response([1, 2])
+    elif kind == "not_json":
+        return web.Response(text="<html>bad gateway</html>", content_type="application/json")
+    elif kind == "html":
+        return web.Response(text="<html>bad gateway</html>", content_type="text/html")
+    return web.json_response(good)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("content_number", "content_number"),
+        ("content_dict", "content_not_text"),
+        ("parts_without_text", "content_without_text"),
+        ("choices_null", "choices_null"),
+        ("choices_string", "bad_choices"),
+        ("no_message", "no_message"),
+        ("tool_call", "tool_call"),
+        ("no_choices", "no_choices"),
+        ("json_list", "no_choices"),
+        ("not_json", "not_json"),
+        ("html", "not_json"),
+    ],
+)
+def test_malformed_200_is_retried_then_an_error_row_never_a_crash(fake, tmp_path, kind, expected):
+    """Request "bad" always gets the malformed body, "flaky" gets it once; the job finishes with every answer."""
+    flaky_seen = 0
+
+    async def script(n, body, request):
+        nonlocal flaky_seen
+        text = body["messages"][-1]["content"]
+        if text == "bad" or (text == "flaky" and flaky_seen == 0):
+            flaky_seen += text == "flaky"
+            return _openai_bad(kind, body)
+        return web.json_response(chat_json(body))
+
+    fake.openai = script
+    entry = openai_entry(fake, concurrency=2, max_retries=2)
+    backend = fast(make_backend(entry))
+    out = run(backend, chats(entry, ["a", "bad", "flaky", "b"]), tmp_path)
+    assert [c.text for c in out] == ["A:a", None, "A:flaky", "A:b"]
+    assert out[1].error.startswith(f"MalformedResponseError: {expected}: ") and "3 attempts" in out[1].error
+    assert backend.stats()["retry_reasons"] == {"malformed response": 3}
+    journal = [json.loads(line) for line in (tmp_path / "j.jsonl").read_text().splitlines()]
+    assert sorted(r["completion"]["text"] or "" for r in journal) == ["", "A:a", "A:b", "A:flaky"]
+
+
+def test_content_parts_are_joined_into_the_answer(fake, tmp_path):
+    async def parts(n, body, request):
+        return _openai_bad("parts", body)
+
+    fake.openai = parts
+    entry = openai_entry(fake)
+    backend = make_backend(entry)
+    (completion,) = run(backend, chats(entry, ["q"]), tmp_path)
+    assert completion.ok and completion.text == "A:q" and backend.retries == 0
+
+
+def test_content_null_without_a_tool_call_is_an_empty_answer(fake, tmp_path):
+    """A reasoning model that ran out of tokens while thinking: no content, but an answer all the same."""
+
+    async def truncated(n, body, request):
+        good = chat_json(body, reasoning_content="Thinking on and on")
+        good["choices"][0]["message"]["content"] = None
+        good["choices"][0]["finish_reason"] = "length"
+        return web.json_response(good)
+
+    fake.openai = truncated
+    entry = openai_entry(fake)
+    (completion,) = run(make_backend(entry), chats(entry, ["q"]), tmp_path)
+    assert completion.ok and completion.text == "" and completion.reasoning == "Thinking on and on"
+    assert completion.finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    ("make_entry", "batch"),
+    [(openai_entry, False), (anthropic_entry, False), (anthropic_entry, True)],
+    ids=["openai", "anthropic", "anthropic-batch"],
+)
+def test_lone_surrogates_go_out_and_come_back_as_replacement_characters(fake, tmp_path, monkeypatch, make_entry, batch):
+    """A follow-up carrying a lone surrogate (from an earlier reply) is sent with U+FFFD (httpx cannot encode the
+    surrogate); a reply holding one is journaled exactly and handed on with U+FFFD, so its table can be written."""
+    monkeypatch.setenv("SELFEXPLAIN_BATCH_STATE_DIR", str(tmp_path / "state"))
+    reply = "reply \ud800 end \udcff"
+
+    async def odd_openai(n, body, request):
+        return web.json_response(chat_json(body, text=reply))  # JSON-escaped: the SDK decodes a lone surrogate
+
+    async def odd_anthropic(n, body, request):
+        return web.json_response(message_json(body, [{"type": "text", "text": reply}]))
+
+    fake.openai, fake.anthropic = odd_openai, odd_anthropic
+    entry = make_entry(fake, **({"batch": True} if batch else {}))
+    backend = make_backend(entry)
+    backend.batch_poll_initial_s = 0.02
+    requests = chats(entry, ["follow-up to \udcf0\udc9f"], system="Be \ud83d brief.")
+    (completion,) = run(backend, requests, tmp_path)
+    if batch:  # the fake's batch answers echo the request: what came back is what was sent
+        reply = "A:follow-up to \ufffd\ufffd"
+    assert completion.ok and completion.text == reply.replace("\ud800", "\ufffd").replace("\udcff", "\ufffd")
+    if batch:
+        (created,) = [body for path, body, _ in fake.calls if path == "/v1/messages/batches"]
+        (sent,) = [item["params"] for item in created["requests"]]
+    else:
+        (sent,) = fake.bodies("/chat/completions") + fake.bodies("/v1/messages")
+    system = sent["system"] if "system" in sent else sent["messages"][0]["content"]
+    assert system == "Be \ufffd brief." and sent["messages"][-1]["content"] == "follow-up to \ufffd\ufffd"
+    with Journal(tmp_path / "j.jsonl") as journal:
+        assert journal.get(requests[0].key).text == reply  # under the exact request's key, the exact text
+    write_parquet(pd.DataFrame(completion_columns([completion], requests)), tmp_path / "t.parquet")
+
+
+def test_clean_text_replaces_only_lone_surrogates():
+    assert clean_text("\ud800") == "\ufffd" and clean_text("a\udfffb\ud83d") == "a\ufffdb\ufffd"
+    assert clean_text("\ud83d\ude00") == "\U0001f600"  # a pair written as two code points is its character
+    plain = "é, 中文, 🏳️‍🌈, \x00\uffff"
+    assert clean_text(plain) is plain
+    body = {"messages": [{"role": "user", "content": "x\udc80"}], "n": 1, "stop": ("\ud800",)}
+    assert clean_json(body) == {"messages": [{"role": "user", "content": "x\ufffd"}], "n": 1, "stop": ("\ufffd",)}
+    done = Completion(text="t\ud800", reasoning="r", error=None)
+    assert clean_completion(done) == Completion(text="t\ufffd", reasoning="r") and done.text == "t\ud800"
+    fine = Completion(text="ok")
+    assert clean_completion(fine) is fine
+
+
 # -- Anthropic backend ----------------------------------------------------------------------------------------
 def test_anthropic_thinking_system_and_usage(fake, tmp_path):
     async def thinker(n, body, request):
@@ -606,7 +844,101 @@ def test_anthropic_batch_that_vanished_is_sent_again(fake, tmp_path, monkeypatch
     assert not list(state.glob("*.json"))
 
 
+@pytest.mark.parametrize(
+    ("blocks", "expected"),
+    [
+        ([], "empty_content"),
+        (None, "no_content"),
+        ([None], "block_null"),
+        ([{"type": "hologram", "data": 1}], "unknown_block"),
+        ([{"type": "tool_use", "id": "t", "name": "f", "input": {}}], "tool_call"),
+        ([{"type": "text", "text": 5}], "content_number"),
+        ("not json", "not_json"),
+    ],
+)
+def test_anthropic_malformed_200_is_retried_then_an_error_row(fake, tmp_path, blocks, expected):
+    async def script(n, body, request):
+        if body["messages"][-1]["content"] != "bad":
+            return web.json_response(message_json(body))
+        if blocks == "not json":
+            return web.Response(text="<html>oops</html>", content_type="application/json")
+        good = message_json(body)
+        if blocks is None:
+            del good["content"]
+        else:
+            good["content"] = blocks
+        return web.json_response(good)
+
+    fake.anthropic = script
+    entry = anthropic_entry(fake, max_retries=1)
+    backend = fast(make_backend(entry))
+    out = run(backend, chats(entry, ["a", "bad"]), tmp_path)
+    assert out[0].text == "A:a"
+    assert out[1].error.startswith(f"MalformedResponseError: {expected}: ") and "2 attempts" in out[1].error
+    assert fake.count("/v1/messages") == 3
+
+
+def test_anthropic_unknown_blocks_beside_text_are_ignored(fake, tmp_path):
+    async def mixed(n, body, request):
+        blocks = [{"type": "hologram"}, {"type": "text", "text": "the "}, {"type": "text", "text": "answer"}]
+        return web.json_response(message_json(body, blocks))
+
+    fake.anthropic = mixed
+    entry = anthropic_entry(fake)
+    (completion,) = run(make_backend(entry), chats(entry, ["q"]), tmp_path)
+    assert completion.ok and completion.text == "the answer"
+
+
+@pytest.mark.parametrize("make_entry", [openai_entry, anthropic_entry], ids=["openai", "anthropic"])
+def test_refused_connections_stop_the_job_as_endpoint_unreachable(tmp_path, make_entry):
+    """The server is gone after preflight: the job stops after max_connection_failures attempts, saying why."""
+    dead = FakeAPI()
+    dead.url = f"http://127.0.0.1:{free_port()}"
+    entry = make_entry(dead, max_connection_failures=5, max_retries=8, concurrency=2)
+    backend = fast(make_backend(entry))
+    start = time.perf_counter()
+    with pytest.raises(EndpointUnreachable) as info:
+        list(backend.complete(chats(entry, [f"q{i}" for i in range(10)])))
+    assert time.perf_counter() - start < 5
+    message = str(info.value)
+    assert message.startswith(f"model {entry.name!r}: endpoint unreachable: {backend.base_url} (connection refused, ")
+    assert "5 consecutive connection failures" in message and "timed out" not in message and "\n" not in message
+    assert backend.retries == 4 and backend.stats()["retry_reasons"] == {"connection": 4}
+
+
 # -- building blocks ------------------------------------------------------------------------------------------
+def _raised(*chain: BaseException) -> BaseException:
+    """The first of `chain`, raised from the second, which was raised from the third, ..."""
+    for outer, inner in itertools.pairwise(chain):
+        outer.__cause__ = inner
+    return chain[0]
+
+
+class ClientConnectorError(OSError):
+    """Named like aiohttp's: the connect step failed."""
+
+
+class ConnectTimeout(Exception):
+    """Named like httpx's, which the aiohttp transport also uses for a refused connection."""
+
+
+def test_connection_failure_finds_the_real_cause_under_the_wrappers():
+    refused = _raised(TimeoutError("Request timed out."), ConnectTimeout("x"), ConnectionRefusedError(111, "refused"))
+    assert connection_failure(refused) == "connection refused"
+    dns = _raised(ConnectionError("Connection error."), socket.gaierror(-2, "Name or service not known"))
+    assert connection_failure(dns) == "host name not resolved (Name or service not known)"
+    slow_connect = _raised(Exception("Request timed out."), ClientConnectorError("connect"), TimeoutError())
+    assert connection_failure(slow_connect) == "connect timed out"
+    unreachable = _raised(Exception("Connection error."), ClientConnectorError(113, "No route to host"))
+    assert connection_failure(unreachable) == "no route to host"
+    assert connection_failure(_raised(Exception("read"), TimeoutError("read timed out"))) is None
+    assert connection_failure(ConnectionResetError("dropped mid-answer")) is None
+    message = error_message(refused, attempts=3)
+    assert message == "TimeoutError: cannot connect: connection refused [gave up after 3 attempts]"
+    assert RetryPolicy(1).reason(refused) == "connection"
+    assert RetryPolicy(1).reason(MalformedResponseError("not_json", "x")) == "malformed response"
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -637,7 +969,9 @@ def test_rate_limiter_paces_requests_and_tokens_with_a_fake_clock():
     clock = FakeClock()
 
     async def go():
-        limiter = RateLimiter(4, requests_per_minute=60, tokens_per_minute=600, clock=clock, sleep=clock.sleep)
+        limiter = RateLimiter(
+            4, requests_per_minute=60, tokens_per_minute=600, headroom=1.0, clock=clock, sleep=clock.sleep
+        )
         starts = []
         for _ in range(5):
             async with limiter.slot(tokens=20):  # 20 tokens at 10/s: one every 2 s (tokens bind, not requests)
@@ -651,6 +985,73 @@ def test_rate_limiter_paces_requests_and_tokens_with_a_fake_clock():
     assert starts[:5] == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0])
     assert starts[5] >= 8.0 + 30
     assert estimate_tokens([{"role": "user", "content": "x" * 400}], 50) == 150
+
+
+def test_rate_limiter_keeps_below_the_limit_and_slows_down_after_a_429():
+    """Default pacing is 98 % of the configured rate with half a second's burst; a 429 empties the bucket and
+    slows it by 5 % (at most to half), regained at 0.1 % per answer; without limits a 429 pauses every request."""
+    clock = FakeClock()
+
+    async def go():
+        limiter = RateLimiter(4, requests_per_minute=600, clock=clock, sleep=clock.sleep)
+        assert limiter.requests.rate == pytest.approx(9.8) and limiter.requests.capacity == pytest.approx(4.9)
+        limiter.rate_limited(1.0)
+        assert limiter.factor == pytest.approx(0.95) and limiter.requests.rate == pytest.approx(9.8 * 0.95)
+        async with limiter.slot():  # the bucket was emptied: one request's worth at the slower rate
+            assert clock.now == pytest.approx(1 / (9.8 * 0.95))
+        for _ in range(10):
+            limiter.answered()
+        assert limiter.factor == pytest.approx(0.96)
+        for _ in range(100):
+            limiter.rate_limited(1.0)
+        assert limiter.factor == pytest.approx(0.5) and limiter.rate_limited_count == 101
+        for _ in range(600):
+            limiter.answered()
+        assert limiter.factor == 1.0 and limiter.requests.rate == pytest.approx(9.8)
+
+        unlimited = RateLimiter(4, clock=clock, sleep=clock.sleep)
+        start = clock.now
+        unlimited.rate_limited(3.0)
+        async with unlimited.slot():
+            assert clock.now == pytest.approx(start + 3.0)
+
+    asyncio.run(go())
+    with pytest.raises(ValueError, match="headroom"):
+        RateLimiter(1, 60, headroom=1.5)
+
+
+def test_requests_in_flight_ramp_up_two_ms_apart():
+    """Without limits the n-th request in flight starts 2 ms x n after the first (no wave of answers); requests
+    that finish quickly are not held back."""
+    clock = FakeClock()
+
+    async def sleep(seconds):
+        clock.now += seconds
+        await asyncio.sleep(0)
+
+    async def go():
+        limiter = RateLimiter(3, clock=clock, sleep=sleep)
+        quick = []
+        for _ in range(4):  # one at a time: nothing in flight, nothing to wait for
+            async with limiter.slot():
+                quick.append(clock.now)
+        release = asyncio.Event()
+        held = []
+
+        async def hold():
+            async with limiter.slot():
+                held.append(clock.now)
+                await release.wait()
+
+        tasks = [asyncio.create_task(hold()) for _ in range(3)]
+        while len(held) < 3:
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(*tasks)
+        return quick, held
+
+    quick, held = asyncio.run(go())
+    assert quick == [0.0] * 4 and held == pytest.approx([0.0, 0.002, 0.004])
 
 
 def test_retry_after_parsing():

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from selfexplain.errors import InferenceError, InputError
+from selfexplain.io import write_parquet
 from selfexplain.llm.catalog import parse_entry
 from selfexplain.llm.journal import Journal
-from selfexplain.llm.runner import run_requests
+from selfexplain.llm.runner import completion_columns, run_requests
 from selfexplain.llm.synthetic import SyntheticBackend, SyntheticModel
 from selfexplain.llm.types import ChatRequest, Completion, Sampling
 from selfexplain.parsing.tags import extract_sections
@@ -170,15 +172,32 @@ def test_odd_text_round_trips_exactly_in_an_ascii_file(tmp_path):
         assert "failed" not in journal
 
 
-def test_runner_journals_lone_surrogates_and_parsers_read_them_as_text(tmp_path):
+def test_runner_journals_lone_surrogates_exactly_and_returns_them_as_replacement_characters(tmp_path):
+    """The journal keeps the model's exact text; what the runner hands on (to tables, to follow-up requests) has
+    each lone surrogate replaced by U+FFFD, so pyarrow can write it (it refuses the raw text)."""
     path = tmp_path / "j.jsonl"
-    reply = "<think>maybe \ud800</think>I pick \udcff\n[ANSWER] yes\n[NOTE] \ud83d half"
+    reply = "<think>maybe \ud800</think>I pick \udcff\n[ANSWER] yes\n[NOTE] \ud83d half, \ud83d\ude00 whole"
     first = run_requests(_synthetic(tmp_path, {"q": reply}, "first"), _requests(["q"]), path, progress=False)
     again = run_requests(_synthetic(tmp_path, {"q": "other"}, "again"), _requests(["q"]), path, progress=False)
     assert _asked(tmp_path, "again") == []
-    assert again[0].text == first[0].text == "I pick \udcff\n[ANSWER] yes\n[NOTE] \ud83d half"
-    assert again[0].reasoning == "maybe \ud800"
-    assert extract_sections(again[0].text, ["ANSWER", "NOTE"]) == {"ANSWER": "yes", "NOTE": "\ud83d half"}
+    clean = "I pick \ufffd\n[ANSWER] yes\n[NOTE] \ufffd half, \U0001f600 whole"
+    assert again[0].text == first[0].text == clean
+    assert again[0].reasoning == first[0].reasoning == "maybe \ufffd"
+    assert extract_sections(again[0].text, ["ANSWER", "NOTE"]) == {
+        "ANSWER": "yes",
+        "NOTE": "\ufffd half, \U0001f600 whole",
+    }
+    with Journal(path) as journal:
+        (key,) = [r.key for r in _requests(["q"])]
+        held = journal.get(key)
+    # a high-low pair reads back as its character (JSON's escapes join it), as the runner's clean-up makes it too
+    assert held.text == "I pick \udcff\n[ANSWER] yes\n[NOTE] \ud83d half, \U0001f600 whole"
+    assert held.reasoning == "maybe \ud800"
+    frame = pd.DataFrame(completion_columns(again, _requests(["q"])))
+    write_parquet(frame, tmp_path / "answers.parquet")
+    assert pd.read_parquet(tmp_path / "answers.parquet")["response"].tolist() == [clean]
+    with pytest.raises(UnicodeEncodeError):
+        write_parquet(pd.DataFrame({"response": [held.text]}), tmp_path / "raw.parquet")
 
 
 def test_torn_last_line_cut_inside_a_multibyte_character(tmp_path, caplog):
@@ -319,7 +338,7 @@ def test_runner_asks_again_exactly_the_torn_and_the_damaged_requests(tmp_path, c
         again = run_requests(_synthetic(tmp_path, replies, "again"), _requests(list("abcd")), path, progress=False)
     keys = [r.key for r in _requests(list("abcd"))]
     assert _asked(tmp_path, "again") == [keys[1], keys[3]]
-    assert [c.text for c in again] == [c.text for c in first] == [f"answer {t} \ud800😀" for t in "abcd"]
+    assert [c.text for c in again] == [c.text for c in first] == [f"answer {t} \ufffd😀" for t in "abcd"]
     warnings = _warnings(caplog)
     assert [w.split(" ", 1)[0] for w in warnings] == [f"{path}:2:", f"{path}:4:"]
     assert "torn last line" in warnings[1]
@@ -392,7 +411,9 @@ def test_sigkill_during_appends_keeps_every_complete_record_and_asks_the_torn_on
             backend = _synthetic(tmp_path, {str(complete): "re-asked"}, f"rerun{attempt}")
             out = run_requests(backend, requests[: complete + 1], path, progress=False)
             assert _asked(tmp_path, f"rerun{attempt}") == [requests[complete].key]
-            assert out[complete].text == "re-asked" and out[0].text.startswith("0:é\ud800😀x")
+            assert out[complete].text == "re-asked" and out[0].text.startswith(
+                "0:é\ufffd😀x"
+            )  # as the runner hands it on
             assert len(out[0].text) == 2 + 5 * (4 * 40_000 + 1)
             break
         path.unlink()

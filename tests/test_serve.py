@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -19,13 +20,16 @@ from selfexplain.llm.synthetic import SyntheticModel
 from selfexplain.prompts import load_template
 from selfexplain.sce.prompts import first_pass_fields, followup_fields
 from selfexplain.serve import (
+    BAD_ANSWERS,
     FaultConfig,
+    ServerLimits,
     ServerThread,
     make_app,
     models_from_catalog,
     models_from_specs,
     register,
     request_hash,
+    request_tokens,
 )
 from selfexplain.tabular.features import load_dataset_spec
 from selfexplain.tabular.grids import build_grid
@@ -265,6 +269,149 @@ def test_faults_follow_the_seed(models):
     assert first == statuses(7) and 200 in first and 500 in first
 
 
+def _openai_seen(srv: ServerThread):
+    """What the raw OpenAI SDK makes of the answer: (content, tool_calls, choices) or the exception's type."""
+    try:
+        reply = _openai(srv).chat.completions.create(model="exact", messages=[{"role": "user", "content": "hi"}])
+    except Exception as exc:  # the SDK itself fails on a body that is not JSON
+        return type(exc).__name__
+    if not reply.choices or reply.choices[0] is None:
+        return ("choices", reply.choices)
+    message = reply.choices[0].message
+    if message is None:
+        return ("message", None)
+    return ("content", message.content, bool(message.tool_calls))
+
+
+def _anthropic_seen(srv: ServerThread):
+    try:
+        reply = _anthropic(srv).messages.create(
+            model="exact", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+    except Exception as exc:
+        return type(exc).__name__
+    if reply.content is None:
+        return ("content", None)
+    return ("content", [b if b is None else (b.type, getattr(b, "text", None)) for b in reply.content])
+
+
+def test_bad_answers_are_served_as_asked(models, tmp_path):
+    """Each kind at rate 1 reaches the official SDKs as the malformed 200 it names (the SDKs do not stop it)."""
+    answer = models["exact"].respond([{"role": "user", "content": "hi"}])
+    half = len(answer) // 2
+    expected_openai = {
+        "content_number": ("content", 42, False),
+        "content_parts": (
+            "content",
+            [{"type": "text", "text": answer[:half]}, {"type": "text", "text": answer[half:]}],
+            False,
+        ),
+        "choices_null": ("choices", [None]),
+        "no_message": ("message", None),
+        "not_json": "JSONDecodeError",
+        "tool_call": ("content", None, True),
+        "unknown_block": ("content", [{"type": "hologram", "data": "not a known part"}], False),
+        "empty_content": ("choices", []),
+    }
+    expected_anthropic = {
+        "content_number": ("content", [("text", 42)]),
+        "content_parts": ("content", [("text", answer[:half]), ("text", answer[half:])]),
+        "choices_null": ("content", [None]),
+        "no_message": ("content", None),
+        "not_json": "JSONDecodeError",
+        "tool_call": ("content", [("tool_use", None)]),
+        "unknown_block": ("content", [("hologram", None)]),
+        "empty_content": ("content", []),
+    }
+    assert set(expected_openai) == set(expected_anthropic) == set(BAD_ANSWERS)
+    for kind in BAD_ANSWERS:
+        log = tmp_path / f"{kind}.jsonl"
+        with ServerThread(models, faults=FaultConfig(bad_answers={kind: 1.0}), request_log=log) as srv:
+            assert _openai_seen(srv) == expected_openai[kind], kind
+            assert _anthropic_seen(srv) == expected_anthropic[kind], kind
+        assert [(line["status"], line["fault"]) for line in _log(log)] == [(200, kind)] * 2
+
+
+def test_bad_answer_rates_follow_the_seed(models, tmp_path):
+    def faults(seed: int) -> list:
+        log = tmp_path / f"seed{seed}-{time.monotonic_ns()}.jsonl"
+        config = FaultConfig(error_rate=0.2, bad_answers={"not_json": 0.3, "content_number": 0.3}, seed=seed)
+        with ServerThread(models, faults=config, request_log=log) as srv:
+            client = _openai(srv)
+            for _ in range(30):
+                with contextlib.suppress(openai.InternalServerError, json.JSONDecodeError):
+                    client.chat.completions.create(model="exact", messages=[{"role": "user", "content": "hi"}])
+        return [line["fault"] for line in _log(log)]
+
+    first = faults(11)
+    assert first == faults(11) != faults(12)
+    assert {"error", "not_json", "content_number", None} <= set(first)
+
+
+def test_bad_answer_config_is_checked():
+    with pytest.raises(ValueError, match="unknown bad answer"):
+        FaultConfig(bad_answers={"gibberish": 0.1})
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        FaultConfig(bad_answers={"not_json": 0.6, "tool_call": 0.6})
+
+
+def test_request_tokens_count_prompt_characters_and_max_tokens():
+    messages = [{"role": "system", "content": "x" * 40}, {"role": "user", "content": "y" * 400}]
+    assert request_tokens(messages, {"max_tokens": 100}) == 110 + 100
+    assert request_tokens(messages, {"max_completion_tokens": 7}) == 117
+    assert request_tokens(messages, {}) == 110
+
+
+def test_limits_answer_429_with_retry_after_and_cost_nothing(models, tmp_path):
+    log = tmp_path / "log.jsonl"
+    limits = ServerLimits(requests_per_minute=120, burst_s=1.0)  # 2 per second, a burst of 2
+    with ServerThread(models, limits=limits, request_log=log) as srv:
+        client = _openai(srv)
+        messages = [{"role": "user", "content": "hi"}]
+        client.chat.completions.create(model="exact", messages=messages)
+        client.chat.completions.create(model="exact", messages=messages)
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model="exact", messages=messages)
+        assert info.value.response.headers["retry-after"] == "1"
+        time.sleep(0.55)  # one request's worth refilled; the refused one was not charged
+        client.chat.completions.create(model="exact", messages=messages)
+    assert [(line["status"], line["fault"]) for line in _log(log)] == [
+        (200, None),
+        (200, None),
+        (429, "limit"),
+        (200, None),
+    ]
+
+    log = tmp_path / "tokens.jsonl"
+    limits = ServerLimits(tokens_per_minute=6000, burst_s=1.0)  # 100 tokens per second, a bucket of 100
+    with ServerThread(models, limits=limits, request_log=log) as srv:
+        client = _anthropic(srv)
+        messages = [{"role": "user", "content": "x" * 40}]  # 10 + 80 = 90 tokens
+        client.messages.create(model="exact", max_tokens=80, messages=messages)
+        with pytest.raises(anthropic.RateLimitError) as ainfo:
+            client.messages.create(model="exact", max_tokens=80, messages=messages)
+        assert ainfo.value.response.headers["retry-after"] == "1"
+        client.messages.create(model="exact", max_tokens=1, messages=[{"role": "user", "content": "hi"}])
+    assert [line["status"] for line in _log(log)] == [200, 429, 200]
+
+
+def test_revoked_key_answers_401_after_n_requests(models, tmp_path):
+    log = tmp_path / "log.jsonl"
+    with ServerThread(models, faults=FaultConfig(revoke_key_after=2), request_log=log) as srv:
+        client = _openai(srv)
+        messages = [{"role": "user", "content": "hi"}]
+        client.chat.completions.create(model="exact", messages=messages)
+        _anthropic(srv).messages.create(model="exact", max_tokens=5, messages=messages)
+        with pytest.raises(openai.AuthenticationError, match="revoked"):
+            client.chat.completions.create(model="exact", messages=messages)
+        with pytest.raises(anthropic.AuthenticationError, match="revoked"):
+            _anthropic(srv).messages.create(model="exact", max_tokens=5, messages=messages)
+        assert [m.id for m in client.models.list()] == ["exact", "timid"]  # the free models list still answers
+    assert [line["status"] for line in _log(log)] == [200, 200, 401, 401]
+    with pytest.raises(ValueError, match="revoke_key_after"):
+        FaultConfig(revoke_key_after=-1)
+
+
 def test_catalog_models_are_served_by_id_and_name():
     models = models_from_catalog(REPO / "config" / "models.yaml", REPO / "workflow" / "schemas" / "catalog.schema.yaml")
     assert {"synthetic-exact", "selfexplain/synthetic-exact", "synthetic-timid"} <= set(models)
@@ -289,6 +436,21 @@ def test_register_adds_serve_subcommand():
     assert args.model == ["a=exact"] and args.port == 0 and args.drop_rate == 0.5 and callable(args.func)
     with pytest.raises(SystemExit):
         parser.parse_args(["serve", "--error-rate", "1.5"])
+    args = parser.parse_args(
+        ["serve", "--bad-answer", "not_json=0.1", "--bad-answer", "tool_call=1", "--requests-per-minute", "600"]
+    )
+    assert args.bad_answer == [("not_json", 0.1), ("tool_call", 1.0)] and args.requests_per_minute == 600
+    assert args.tokens_per_minute is None and args.limit_burst_s == 1.0
+    assert parser.parse_args(["serve", "--revoke-key-after", "3"]).revoke_key_after == 3
+    bad_args = (
+        ["--bad-answer", "nonsense=0.1"],
+        ["--bad-answer", "not_json"],
+        ["--requests-per-minute", "0"],
+        ["--revoke-key-after", "-1"],
+    )
+    for bad in bad_args:
+        with pytest.raises(SystemExit):
+            parser.parse_args(["serve", *bad])
 
 
 def test_cli_subprocess_serves_and_stops_on_sigterm(tmp_path):

@@ -7,11 +7,18 @@ serves well over a thousand requests a second and the client, not the server, is
 
 Endpoints: `GET /v1/models`, `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic).
 Faults apply to POST requests only; each kind is drawn independently from one seeded RNG and the first that fires
-wins, in the order rate limit (429), server error (500), dropped connection, slow answer.
+wins, in the order rate limit (429), server error (500), dropped connection, slow answer, bad answer. A bad answer
+is a 200 whose body is not a usable answer, as odd proxies send them (BAD_ANSWERS: a number or a list of parts
+for the text, `choices: [null]`, no message, a body that is not JSON, a tool call, blocks of unknown types, no
+content); `content_parts` is the one that still holds the answer (split into two text parts or blocks). A revoked
+key (`revoke_key_after` N) answers 401 to every POST request after the first N.
+Limits (`ServerLimits`) act like a provider's: requests and tokens per minute in token buckets holding `burst_s`
+seconds' worth, tokens counted as providers do at admission (prompt characters / 4 + max_tokens); a request above
+either gets a 429 with a whole-second Retry-After and costs nothing.
 The request log (`request_log`) gets one JSON line per POST request, written just before the response is sent so
-a client that has its answer can already read the line: time, endpoint, model, status (int or "dropped"), fault,
-request_hash. The hash covers endpoint, model, the messages as the model sees them (system first) and the
-sampling fields in HASHED_FIELDS; it never includes a key.
+a client that has its answer can already read the line: time, endpoint, model, status (int or "dropped"), fault
+("limit" for a 429 of the limits), request_hash. The hash covers endpoint, model, the messages as the model sees
+them (system first) and the sampling fields in HASHED_FIELDS; it never includes a key.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import os
 import random
 import signal
@@ -30,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -38,6 +46,7 @@ from typing import IO, Any
 from aiohttp import web
 
 from selfexplain.errors import ConfigError
+from selfexplain.llm.ratelimit import TokenBucket, estimate_tokens
 from selfexplain.llm.synthetic import SyntheticModel
 from selfexplain.sce.synthetic import BEHAVIOURS
 
@@ -54,6 +63,17 @@ HASHED_FIELDS = (
 THINKING_TEXT = "Synthetic thinking: weighing the record against the decision rule."
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
+BAD_ANSWERS = (
+    "content_number",
+    "content_parts",
+    "choices_null",
+    "no_message",
+    "not_json",
+    "tool_call",
+    "unknown_block",
+    "empty_content",
+)
+NOT_JSON_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 
 _OPENAI_ERRORS = {
     400: ("invalid_request_error", "invalid_request"),
@@ -73,7 +93,10 @@ _ANTHROPIC_ERRORS = {
 
 @dataclass
 class FaultConfig:
-    """Injected failures; rates are probabilities 0..1 per POST request, drawn from a RNG seeded with `seed`."""
+    """Injected failures; rates are probabilities 0..1 per POST request, drawn from a RNG seeded with `seed`.
+
+    `bad_answers` maps kinds of BAD_ANSWERS to their rates (together at most 1). `revoke_key_after` N: every POST
+    request after the first N is answered 401, as when a key is revoked mid-job (the models list still answers)."""
 
     rate_limit_rate: float = 0
     retry_after: float = 1
@@ -83,6 +106,8 @@ class FaultConfig:
     drop_rate: float = 0
     latency: float = 0
     seed: int = 0
+    bad_answers: dict[str, float] = field(default_factory=dict)
+    revoke_key_after: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("rate_limit_rate", "error_rate", "slow_rate", "drop_rate"):
@@ -91,10 +116,91 @@ class FaultConfig:
         for name in ("retry_after", "slow_seconds", "latency"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        unknown = sorted(set(self.bad_answers) - set(BAD_ANSWERS))
+        if unknown:
+            raise ValueError(f"unknown bad answer kind(s) {unknown}; known: {list(BAD_ANSWERS)}")
+        if any(not 0 <= rate <= 1 for rate in self.bad_answers.values()) or sum(self.bad_answers.values()) > 1:
+            raise ValueError(f"bad answer rates must be between 0 and 1 and sum to at most 1, got {self.bad_answers}")
+        if self.revoke_key_after is not None and self.revoke_key_after < 0:
+            raise ValueError(f"revoke_key_after must be >= 0, got {self.revoke_key_after}")
 
     @property
     def any_random(self) -> bool:
-        return any((self.rate_limit_rate, self.error_rate, self.slow_rate, self.drop_rate))
+        return any((self.rate_limit_rate, self.error_rate, self.slow_rate, self.drop_rate, *self.bad_answers.values()))
+
+
+@dataclass
+class ServerLimits:
+    """A provider's rate limits: requests and tokens per minute, each a token bucket holding `burst_s` seconds'
+    worth (None: no limit)."""
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    burst_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("requests_per_minute", "tokens_per_minute"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.burst_s <= 0:
+            raise ValueError(f"burst_s must be positive, got {self.burst_s}")
+
+
+def request_tokens(messages: Sequence[Mapping[str, str]], body: Mapping[str, Any]) -> int:
+    """Tokens a request counts against a tokens-per-minute limit at admission: prompt characters / 4 + max_tokens."""
+    limit = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+    return estimate_tokens(messages, int(limit) if isinstance(limit, int | float) else 0)
+
+
+def bad_answer(kind: str, endpoint: str, good: dict[str, Any]) -> web.Response:
+    """A 200 of `kind` built from the good answer `good` (changed in place)."""
+    if kind == "not_json":
+        return web.Response(body=NOT_JSON_BODY, status=200, content_type="application/json")
+    if endpoint == MESSAGES:
+        blocks = good["content"]
+        text = next(b["text"] for b in blocks if b["type"] == "text")
+        if kind == "content_number":
+            good["content"] = [{"type": "text", "text": 42}]
+        elif kind == "content_parts":
+            half = len(text) // 2
+            good["content"] = [b for b in blocks if b["type"] != "text"]
+            good["content"] += [{"type": "text", "text": text[:half]}, {"type": "text", "text": text[half:]}]
+        elif kind == "choices_null":
+            good["content"] = [None]
+        elif kind == "no_message":
+            del good["content"]
+        elif kind == "tool_call":
+            good["content"] = [{"type": "tool_use", "id": "toolu_synthetic", "name": "lookup", "input": {}}]
+            good["stop_reason"] = "tool_use"
+        elif kind == "unknown_block":
+            good["content"] = [{"type": "hologram", "data": "not a known block"}]
+        elif kind == "empty_content":
+            good["content"] = []
+        return _json(good)
+    choice = good["choices"][0]
+    message = choice["message"]
+    if kind == "content_number":
+        message["content"] = 42
+    elif kind == "content_parts":
+        text = message["content"]
+        half = len(text) // 2
+        message["content"] = [{"type": "text", "text": text[:half]}, {"type": "text", "text": text[half:]}]
+    elif kind == "choices_null":
+        good["choices"] = [None]
+    elif kind == "no_message":
+        del choice["message"]
+    elif kind == "tool_call":
+        message["content"] = None
+        message["tool_calls"] = [
+            {"id": "call_synthetic", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+        ]
+        choice["finish_reason"] = "tool_calls"
+    elif kind == "unknown_block":
+        message["content"] = [{"type": "hologram", "data": "not a known part"}]
+    elif kind == "empty_content":
+        good["choices"] = []
+    return _json(good)
 
 
 class ApiError(Exception):
@@ -164,14 +270,19 @@ class _Server:
         faults: FaultConfig,
         request_log: Path | None,
         api_key: str | None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.models = dict(models)
         self.faults = faults
         self.rng = random.Random(faults.seed)
+        limits = limits or ServerLimits()
+        self.requests = TokenBucket(limits.requests_per_minute, limits.burst_s) if limits.requests_per_minute else None
+        self.tokens = TokenBucket(limits.tokens_per_minute, limits.burst_s) if limits.tokens_per_minute else None
         self.request_log = request_log
         self.log: IO[str] | None = None
         self.api_key = api_key.encode("utf-8") if api_key else None
         self.ids = itertools.count(1)
+        self.posts = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     async def open_log(self, app: web.Application) -> None:
@@ -195,11 +306,12 @@ class _Server:
         return given is not None and hmac.compare_digest(given.encode("utf-8"), self.api_key)
 
     def roll(self) -> str | None:
-        """Which fault hits this request; always four draws, so the sequence depends only on the request count."""
+        """Which fault hits this request; always the same number of draws (four, five with bad answers), so the
+        sequence depends only on the request count."""
         f = self.faults
         if not f.any_random:
             return None
-        u = [self.rng.random() for _ in range(4)]
+        u = [self.rng.random() for _ in range(5 if f.bad_answers else 4)]
         if u[0] < f.rate_limit_rate:
             return "rate_limit"
         if u[1] < f.error_rate:
@@ -208,6 +320,27 @@ class _Server:
             return "drop"
         if u[3] < f.slow_rate:
             return "slow"
+        if f.bad_answers:
+            edge = 0.0
+            for kind, rate in f.bad_answers.items():
+                edge += rate
+                if u[4] < edge:
+                    return kind
+        return None
+
+    def over_limit(self, tokens: int) -> float | None:
+        """Seconds until the limits admit a request of `tokens`, or None after admitting (and charging) it now."""
+        wait = 0.0
+        if self.requests is not None:
+            wait = max(wait, self.requests.wait_time(1))
+        if self.tokens is not None:
+            wait = max(wait, self.tokens.wait_time(tokens))
+        if wait > 0:
+            return wait
+        if self.requests is not None:
+            self.requests.take(1)
+        if self.tokens is not None:
+            self.tokens.take(tokens)
         return None
 
     def write_log(self, endpoint: str, model: Any, status: int | str, fault: str | None, digest: str | None) -> None:
@@ -276,9 +409,20 @@ class _Server:
             model = self.models.get(model_name) if isinstance(model_name, str) else None
             if model is None:
                 raise ApiError(404, f"model {model_name!r} not found; served: {sorted(self.models)}")
+            self.posts += 1
+            revoke = self.faults.revoke_key_after
+            if revoke is not None and self.posts > revoke:
+                raise ApiError(401, "API key revoked (injected)")
         except ApiError as exc:
             self.write_log(endpoint, model_name, exc.status, None, digest)
             return self.error(endpoint, exc.status, exc.message)
+
+        if self.requests is not None or self.tokens is not None:
+            wait = self.over_limit(request_tokens(messages, body))
+            if wait is not None:
+                self.write_log(endpoint, model_name, 429, "limit", digest)
+                retry = {"Retry-After": str(max(1, math.ceil(wait)))}
+                return self.error(endpoint, 429, "rate limit reached: requests or tokens per minute", retry)
 
         f = self.faults
         fault = self.roll()
@@ -342,6 +486,8 @@ class _Server:
                 "system_fingerprint": None,
             }
         self.write_log(endpoint, model_name, 200, fault, digest)
+        if fault in BAD_ANSWERS:
+            return bad_answer(fault, endpoint, out)
         return _json(out)
 
 
@@ -350,9 +496,10 @@ def make_app(
     faults: FaultConfig | None = None,
     request_log: str | Path | None = None,
     api_key: str | None = None,
+    limits: ServerLimits | None = None,
 ) -> web.Application:
     """The aiohttp application serving `models` by name; `api_key` None means no auth."""
-    server = _Server(models, faults or FaultConfig(), Path(request_log) if request_log else None, api_key)
+    server = _Server(models, faults or FaultConfig(), Path(request_log) if request_log else None, api_key, limits)
     app = web.Application(client_max_size=16 * 1024**2)
     app.on_startup.append(server.open_log)
     app.on_cleanup.append(server.close_log)
@@ -394,10 +541,11 @@ class ServerThread:
         faults: FaultConfig | None = None,
         request_log: str | Path | None = None,
         api_key: str | None = None,
+        limits: ServerLimits | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        self.app = app if isinstance(app, web.Application) else make_app(app, faults, request_log, api_key)
+        self.app = app if isinstance(app, web.Application) else make_app(app, faults, request_log, api_key, limits)
         self.host = host
         self.port = port
         self._ready = threading.Event()
@@ -533,6 +681,27 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _bad_answer(text: str) -> tuple[str, float]:
+    kind, sep, rate = text.partition("=")
+    if not sep or kind not in BAD_ANSWERS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected KIND=RATE with KIND one of {', '.join(BAD_ANSWERS)}")
+    return kind, _rate(rate)
+
+
 def _run(args: argparse.Namespace) -> None:
     api_key = None
     if args.api_key_env:
@@ -556,8 +725,11 @@ def _run(args: argparse.Namespace) -> None:
         drop_rate=args.drop_rate,
         latency=args.latency,
         seed=args.seed,
+        bad_answers=dict(args.bad_answer or []),
+        revoke_key_after=args.revoke_key_after,
     )
-    app = make_app(models, faults, args.request_log, api_key)
+    limits = ServerLimits(args.requests_per_minute, args.tokens_per_minute, args.limit_burst_s)
+    app = make_app(models, faults, args.request_log, api_key, limits)
     print(f"selfexplain serve: models {', '.join(sorted(models))}", file=sys.stderr, flush=True)
     asyncio.run(serve(app, args.host, args.port))
 
@@ -589,5 +761,23 @@ def register(subparsers: Any) -> None:
     faults.add_argument("--slow-seconds", type=_seconds, default=2.0, help="delay of a slow answer (default 2)")
     faults.add_argument("--drop-rate", type=_rate, default=0.0, help="share whose connection is closed unanswered")
     faults.add_argument("--latency", type=_seconds, default=0.0, help="seconds added to every POST response")
+    faults.add_argument(
+        "--bad-answer",
+        action="append",
+        type=_bad_answer,
+        metavar="KIND=RATE",
+        help=f"share answered 200 with a malformed body of KIND, one of {', '.join(BAD_ANSWERS)} (repeatable)",
+    )
+    faults.add_argument(
+        "--revoke-key-after", type=_count, metavar="N", help="answer every POST request after the first N with 401"
+    )
     faults.add_argument("--seed", type=int, default=0, help="seed of the fault RNG (default 0)")
+    limits = p.add_argument_group("rate limits (429 with Retry-After above them, like a provider)")
+    limits.add_argument("--requests-per-minute", type=_positive, help="requests admitted per minute")
+    limits.add_argument(
+        "--tokens-per-minute", type=_positive, help="tokens admitted per minute (prompt characters / 4 + max_tokens)"
+    )
+    limits.add_argument(
+        "--limit-burst-s", type=_positive, default=1.0, help="seconds' worth of each limit a burst may use (default 1)"
+    )
     p.set_defaults(func=_run)

@@ -137,7 +137,8 @@ async def run_pool(
     concurrency: int,
 ) -> AsyncIterator[T]:
     """Run `work(index, item, emit)` over `items` with at most `concurrency` workers; yield what they emit, as they
-    emit it. A worker's exception stops the pool and is re-raised here; leaving early cancels the workers.
+    emit it. A worker's exception stops the pool and is re-raised here, after whatever the workers emitted before
+    it was seen (answers already paid for reach the journal); leaving early cancels the workers.
 
     Workers pull the next item only when free, so a job of 100,000 requests holds `concurrency` coroutines, not
     100,000 tasks.
@@ -162,6 +163,12 @@ async def run_pool(
             if item is _DONE:
                 running -= 1
             elif isinstance(item, _Crash):
+                for task in workers:  # start nothing new; keep what already arrived
+                    task.cancel()
+                while not results.empty():
+                    rest = results.get_nowait()
+                    if rest is not _DONE and not isinstance(rest, _Crash):
+                        yield rest
                 raise item.exc
             else:
                 yield item

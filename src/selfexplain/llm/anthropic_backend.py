@@ -9,7 +9,11 @@ Parameter mapping:
   they are sent only when the installed SDK speaks an older API version (and temperature/top_k never with
   thinking). On the new version an explicit top_p or top_k fails preflight, and the default temperature is left
   out with a warning: the answers are then sampled at the model's own default.
-Thinking blocks become `Completion.reasoning`, text blocks `Completion.text`.
+Thinking blocks become `Completion.reasoning`, text blocks `Completion.text`. A 200 without a usable answer
+(a body that is not JSON, no content, empty content, a null block, text that is not a string, only blocks of
+unknown types such as a tool call nobody asked for) raises `MalformedResponseError`: retried, then an error row
+naming the kind. Unknown blocks beside text or thinking are ignored.
+Preflight lists the models with the key (free) before any paid request, so a wrong key stops the job at once.
 
 Batch mode writes each batch's id to a small state file (SELFEXPLAIN_BATCH_STATE_DIR, default
 .selfexplain/anthropic_batches) before polling, so a job killed while the batch runs resumes that batch on rerun
@@ -27,7 +31,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import anthropic
 
@@ -35,9 +38,15 @@ from selfexplain.errors import ConfigError
 from selfexplain.llm.aio import run_pool
 from selfexplain.llm.api_backend import ApiBackend
 from selfexplain.llm.catalog import ModelEntry
-from selfexplain.llm.retry import check_reachable, error_message
+from selfexplain.llm.retry import (
+    AUTH_STATUS,
+    MalformedResponseError,
+    error_message,
+    probe_endpoint,
+    status_of,
+)
 from selfexplain.llm.secrets import api_key, redact
-from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport
+from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport, clean_json
 from selfexplain.llm.types import ChatRequest, Completion
 from selfexplain.parsing.thinking import split_thinking
 
@@ -121,40 +130,85 @@ def build_params(entry: ModelEntry, request: ChatRequest, api_version: str = API
     return body
 
 
+def _field(obj: Any, name: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _describe(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
 def parse_message(message: Any, latency_s: float | None) -> Completion:
-    """A Completion from a Message: text blocks -> text, thinking blocks -> reasoning, usage -> tokens."""
+    """A Completion from a Message: text blocks -> text, thinking blocks -> reasoning, usage -> tokens.
+
+    Raises MalformedResponseError when the message holds no answer."""
+    if isinstance(message, str | bytes):
+        raise MalformedResponseError("not_json", f"body is not JSON: {str(message)[:80]!r}")
+    content = _field(message, "content")
+    if content is None:
+        raise MalformedResponseError("no_content", "message has no content")
+    if not isinstance(content, list):
+        raise MalformedResponseError("no_content", f"content is a {_describe(content)}, not a list of blocks")
+    if not content:
+        raise MalformedResponseError("empty_content", "content is an empty list")
     texts: list[str] = []
     thoughts: list[str] = []
-    for block in message.content or []:
-        kind = getattr(block, "type", None)
+    unknown: list[str] = []
+    for block in content:
+        kind = _field(block, "type")
+        if block is None or not isinstance(kind, str):
+            raise MalformedResponseError("block_null", f"content block is {_describe(block)}")
         if kind == "text":
-            texts.append(block.text)
+            text = _field(block, "text")
+            if not isinstance(text, str):
+                raise MalformedResponseError(
+                    "content_number", f"text block holds {text!r} of type {_describe(text)}, not text"
+                )
+            texts.append(text)
         elif kind == "thinking":
-            thoughts.append(block.thinking)
+            thought = _field(block, "thinking")
+            if isinstance(thought, str):
+                thoughts.append(thought)
         elif kind == "redacted_thinking":
             thoughts.append("[redacted thinking]")
+        else:
+            unknown.append(kind)
+    if not texts and not thoughts:
+        kind = "tool_call" if "tool_use" in unknown else "unknown_block"
+        raise MalformedResponseError(kind, f"no text or thinking block, only {sorted(set(unknown))}")
+    if unknown:
+        log.debug("ignored content blocks of types %s", sorted(set(unknown)))
     text = "".join(texts)
     if not thoughts:
         # a model (or proxy) that writes its thinking inline: keep it apart as every backend does
         inline, text = split_thinking(text)
         thoughts = [inline] if inline else []
-    usage = getattr(message, "usage", None)
+    usage = _field(message, "usage")
     prompt_tokens = None
     if usage is not None:
         prompt_tokens = (
-            (usage.input_tokens or 0)
-            + (getattr(usage, "cache_creation_input_tokens", None) or 0)
-            + (getattr(usage, "cache_read_input_tokens", None) or 0)
+            _count(_field(usage, "input_tokens"))
+            + _count(_field(usage, "cache_creation_input_tokens"))
+            + _count(_field(usage, "cache_read_input_tokens"))
         )
+    output_tokens = _field(usage, "output_tokens")
+    stop = _field(message, "stop_reason")
+    model = _field(message, "model")
     return Completion(
         text=text,
         reasoning="\n\n".join(t for t in thoughts if t) or None,
-        finish_reason=getattr(message, "stop_reason", None),
+        finish_reason=stop if isinstance(stop, str) else None,
         prompt_tokens=prompt_tokens,
-        completion_tokens=getattr(usage, "output_tokens", None),
+        completion_tokens=output_tokens if isinstance(output_tokens, int) else None,
         latency_s=latency_s,
-        model=getattr(message, "model", None),
+        model=model if isinstance(model, str) else None,
     )
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class AnthropicBackend(ApiBackend):
@@ -164,6 +218,7 @@ class AnthropicBackend(ApiBackend):
     default_url = ANTHROPIC_URL
     connection_errors = (anthropic.APIConnectionError,)
     sdk_errors = (anthropic.AnthropicError,)
+    malformed_errors = (anthropic.APIResponseValidationError,)
     batch_poll_initial_s = 5.0
     batch_poll_max_s = 60.0
     batch_timeout_s = 25 * 3600.0
@@ -178,17 +233,24 @@ class AnthropicBackend(ApiBackend):
         return {**super().stats(), "batches": list(self.batch_ids)}
 
     def preflight(self) -> None:
-        """Key present, settings sendable, a custom endpoint answering; sends no message request."""
-        key = self._key()
+        """Settings sendable, key present and accepted (one models-list request), endpoint answering; sends no
+        message request."""
         problems = unsupported_settings(self.entry)
         if problems:
             raise ConfigError(f"model {self.entry.name!r}: " + "; ".join(problems))
+        key = self._key()
         self._warn_unsent()
-        host = (urlparse(self.base_url).hostname or "").lower()
-        if self.entry.base_url and host != "api.anthropic.com":
-            check_reachable(
-                f"{self.base_url}/v1/models", model=self.entry.name, timeout_s=self.probe_timeout_s, secret=key
-            )
+        url = f"{self.base_url}/v1/models"
+        status = probe_endpoint(
+            url,
+            model=self.entry.name,
+            key_env=self.entry.api_key_env,
+            headers={"x-api-key": key, "anthropic-version": "2023-06-01"},
+            timeout_s=self.probe_timeout_s,
+            secret=key,
+        )
+        if status >= 300:
+            log.info("%s: %s answered HTTP %d; the key is checked by the first request", self.entry.name, url, status)
 
     def _warn_unsent(self) -> None:
         if self._warned or sampling_params_accepted() or self.entry.sampling.temperature is None:
@@ -229,7 +291,8 @@ class AnthropicBackend(ApiBackend):
         return build_params(self.entry, request)
 
     async def _send(self, client: Any, body: dict[str, Any]) -> Any:
-        return await client.messages.create(**body)
+        # The SDK's documented raw call (as in the OpenAI backend): parse_message reads the JSON itself.
+        return await client.post("/v1/messages", cast_to=object, body=body)
 
     def _parse(self, result: Any, latency_s: float) -> Completion:
         return parse_message(result, latency_s)
@@ -271,7 +334,7 @@ class AnthropicBackend(ApiBackend):
         current: list[int] = []
         size = 0
         for i in indices:
-            n = len(json.dumps(build_params(self.entry, requests[i]), ensure_ascii=False).encode()) + 64
+            n = len(json.dumps(clean_json(build_params(self.entry, requests[i])), ensure_ascii=False).encode()) + 64
             if current and (len(current) >= BATCH_MAX_REQUESTS or size + n > BATCH_MAX_BYTES):
                 chunks.append(current)
                 current, size = [], 0
@@ -339,13 +402,16 @@ class AnthropicBackend(ApiBackend):
                     state_path.unlink(missing_ok=True)
                 batch_id = None
             except anthropic.AnthropicError as exc:
+                if status_of(exc) in AUTH_STATUS:
+                    raise self._key_rejected(exc, key) from None
                 fail_rest(f"could not look up batch {batch_id}: {error_message(exc, getattr(exc, 'attempts', 1))}")
                 return
         if batch_id is None:
             mapping = {str(n): i for n, i in enumerate(sorted(mapping.values()))}  # custom_id = position in batch
             pending = dict(mapping)
             entries = [
-                {"custom_id": cid, "params": build_params(self.entry, requests[i])} for cid, i in mapping.items()
+                {"custom_id": cid, "params": clean_json(build_params(self.entry, requests[i]))}
+                for cid, i in mapping.items()
             ]
             try:
                 batch, _ = await self.policy.call(
@@ -353,6 +419,8 @@ class AnthropicBackend(ApiBackend):
                     safe_to_resend=False,
                 )
             except anthropic.AnthropicError as exc:
+                if status_of(exc) in AUTH_STATUS:
+                    raise self._key_rejected(exc, key) from None
                 fail_rest(f"batch not created: {error_message(exc, getattr(exc, 'attempts', 1))}")
                 return
             batch_id = batch.id
@@ -369,6 +437,8 @@ class AnthropicBackend(ApiBackend):
             try:
                 batch, _ = await self.policy.call(lambda: batches.retrieve(batch_id))
             except anthropic.AnthropicError as exc:
+                if status_of(exc) in AUTH_STATUS:
+                    raise self._key_rejected(exc, key) from None
                 fail_rest(
                     f"lost track of batch {batch_id} ({error_message(exc, getattr(exc, 'attempts', 1))}); "
                     "rerun to resume it"
@@ -407,7 +477,11 @@ class AnthropicBackend(ApiBackend):
     def _batch_completion(self, result: Any, key: str, latency_s: float) -> Completion:
         kind = getattr(result, "type", None)
         if kind == "succeeded":
-            return parse_message(result.message, latency_s)
+            try:
+                return parse_message(result.message, latency_s)
+            except MalformedResponseError as exc:  # a batch answer cannot be asked again within the batch
+                message = error_message(exc)
+                return Completion(text=None, error=redact(message, key), latency_s=latency_s, model=self.entry.model_id)
         if kind == "errored":
             error = getattr(getattr(result, "error", None), "error", None)
             detail = f"{getattr(error, 'type', 'error')}: {getattr(error, 'message', '')}" if error else "unknown error"

@@ -9,6 +9,15 @@ because sampling settings are part of every answer's journal identity):
 * vLLM and other endpoints: `top_k` and `chat_template_kwargs.enable_thinking` through extra_body;
   `reasoning_effort` as is.
 Reasoning text comes from `message.reasoning_content` / `message.reasoning`, else from a leading <think> block.
+
+Answers are read defensively, because OpenAI-compatible proxies send odd 200s: `content` as a list of parts is
+joined (its text parts are the answer); a body that is not JSON, no choices, `choices: [null]`, a choice without
+`message`, a number where the text belongs or `content: null` with a tool call raise `MalformedResponseError`
+(retried, then an error row naming the kind). `content: null` with nothing else (a model that ran out of tokens
+while thinking) is an empty answer.
+Preflight sends one free request with the key before any paid one (the models list; OpenRouter's key endpoint,
+since its models list needs no key), so a wrong key stops the job at once. A custom `base_url` without
+`api_key_env` gets a placeholder key; if that endpoint refuses it, preflight says to set `api_key_env`.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import openai
 from selfexplain.errors import ConfigError
 from selfexplain.llm.api_backend import ApiBackend
 from selfexplain.llm.catalog import ModelEntry
-from selfexplain.llm.retry import TransientResponseError, check_reachable
+from selfexplain.llm.retry import MalformedResponseError, probe_endpoint
 from selfexplain.llm.secrets import api_key
 from selfexplain.llm.transport import PLACEHOLDER_KEY, aiohttp_transport
 from selfexplain.llm.types import ChatRequest, Completion
@@ -120,40 +129,91 @@ def build_params(entry: ModelEntry, request: ChatRequest) -> dict[str, Any]:
     return params
 
 
+def _field(obj: Any, name: str) -> Any:
+    """`obj.name` of an SDK object, `obj[name]` of a dict, else None (never raises)."""
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
 def _extra_field(obj: Any, name: str) -> Any:
-    value = getattr(obj, name, None)
-    if value is None:
+    value = _field(obj, name)
+    if value is None and not isinstance(obj, dict):
         extra = getattr(obj, "model_extra", None) or {}
         value = extra.get(name)
     return value
 
 
+def _describe(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def message_text(content: Any) -> str | None:
+    """The answer text of `message.content`: a string as is, a list of parts as its text parts joined; None when
+    there is no content. Raises MalformedResponseError for anything else."""
+    if content is None or isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            text = _field(part, "text")
+            kind = _field(part, "type")
+            if kind in (None, "text", "output_text") and isinstance(text, str):
+                texts.append(text)
+        if texts:
+            return "".join(texts)
+        kinds = sorted({str(_field(part, "type") or _describe(part)) for part in content})
+        raise MalformedResponseError("content_without_text", f"content is a list of parts without text ({kinds})")
+    if isinstance(content, int | float):
+        raise MalformedResponseError("content_number", f"content is a number ({content!r}), not text")
+    raise MalformedResponseError("content_not_text", f"content is of type {_describe(content)}, not text")
+
+
 def parse_response(response: Any, latency_s: float) -> Completion:
-    """A Completion from a ChatCompletion; raises TransientResponseError when it holds no answer."""
-    choices = getattr(response, "choices", None) or []
+    """A Completion from a ChatCompletion; raises MalformedResponseError when the response holds no answer."""
+    if isinstance(response, str | bytes):
+        raise MalformedResponseError("not_json", f"body is not JSON: {str(response)[:80]!r}")
+    choices = _field(response, "choices")
     if not choices:
+        # e.g. OpenRouter when the upstream provider failed: an `error` field instead of choices
         problem = _extra_field(response, "error")
-        raise TransientResponseError(f"response without choices{f': {problem}' if problem else ''}")
+        raise MalformedResponseError("no_choices", f"response without choices{f': {problem}' if problem else ''}")
+    if not isinstance(choices, list):
+        raise MalformedResponseError("bad_choices", f"choices is a {_describe(choices)}, not a list")
     choice = choices[0]
-    message = choice.message
-    content = message.content
+    if choice is None or isinstance(choice, str | int | float | bool | list):
+        raise MalformedResponseError("choices_null", f"first choice is {_describe(choice)}")
+    message = _field(choice, "message")
+    if message is None or isinstance(message, str | int | float | bool | list):
+        raise MalformedResponseError("no_message", f"first choice has no message ({_describe(message)})")
+    content = message_text(_field(message, "content"))
+    tool_calls = _field(message, "tool_calls")
+    if content is None and tool_calls:
+        raise MalformedResponseError("tool_call", "content is null and the message holds a tool call (none was asked)")
     reasoning = _extra_field(message, "reasoning_content") or _extra_field(message, "reasoning")
     if not isinstance(reasoning, str):
         reasoning = None
     if reasoning is None and content is not None:
         reasoning, content = split_thinking(content)
     if content is None:
-        content = message.refusal or ""
-    usage = getattr(response, "usage", None)
+        refusal = _field(message, "refusal")
+        content = refusal if isinstance(refusal, str) else ""
+    usage = _field(response, "usage")
+    finish = _field(choice, "finish_reason")
+    model = _field(response, "model")
     return Completion(
         text=content,
         reasoning=reasoning or None,
-        finish_reason=choice.finish_reason,
-        prompt_tokens=getattr(usage, "prompt_tokens", None),
-        completion_tokens=getattr(usage, "completion_tokens", None),
+        finish_reason=finish if isinstance(finish, str) else None,
+        prompt_tokens=_count(_field(usage, "prompt_tokens")),
+        completion_tokens=_count(_field(usage, "completion_tokens")),
         latency_s=latency_s,
-        model=getattr(response, "model", None),
+        model=model if isinstance(model, str) else None,
     )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class OpenAIBackend(ApiBackend):
@@ -162,7 +222,8 @@ class OpenAIBackend(ApiBackend):
     label = "openai"
     default_url = OPENAI_URL
     connection_errors = (openai.APIConnectionError,)
-    sdk_errors = (openai.OpenAIError, TransientResponseError)
+    sdk_errors = (openai.OpenAIError,)
+    malformed_errors = (openai.APIResponseValidationError,)
 
     def _key(self) -> str:
         if self.entry.api_key_env or is_official(self.entry.base_url) or is_openrouter(self.entry.base_url):
@@ -170,16 +231,30 @@ class OpenAIBackend(ApiBackend):
         return PLACEHOLDER_KEY  # a local server without auth; the SDK insists on some key
 
     def preflight(self) -> None:
-        """Key present, settings sendable, endpoint answering; sends no chat request."""
-        key = self._key()
+        """Settings sendable, key present and accepted, endpoint answering; sends no chat request."""
         problems = unsupported_settings(self.entry)
         if problems:
             raise ConfigError(f"model {self.entry.name!r}: " + "; ".join(problems))
+        key = self._key()
         if is_reasoning_model(self.entry):
             log.info("%s: reasoning model, temperature/top_p/seed are not sent", self.entry.name)
-        if not is_official(self.entry.base_url):
-            check_reachable(
-                f"{self.base_url}/models", model=self.entry.name, timeout_s=self.probe_timeout_s, secret=key
+        # OpenRouter lists models without a key; its key endpoint needs one.
+        path = "/key" if is_openrouter(self.entry.base_url) else "/models"
+        status = probe_endpoint(
+            f"{self.base_url}{path}",
+            model=self.entry.name,
+            key_env=self.entry.api_key_env,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout_s=self.probe_timeout_s,
+            secret=key,
+        )
+        if status >= 300:
+            log.info(
+                "%s: %s%s answered HTTP %d; the key is checked by the first request",
+                self.entry.name,
+                self.base_url,
+                path,
+                status,
             )
 
     def _client(self, key: str, timeout_s: float) -> Any:
@@ -192,10 +267,14 @@ class OpenAIBackend(ApiBackend):
         )
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
-        return build_params(self.entry, request)
+        params = build_params(self.entry, request)
+        return {**params, **params.pop("extra_body", {})}  # the JSON body as sent: extra_body merged in
 
     async def _send(self, client: Any, body: dict[str, Any]) -> Any:
-        return await client.chat.completions.create(**body)
+        # The SDK's documented raw call: the body as built, the answer as parsed JSON (or text when it is not JSON).
+        # `chat.completions.create` would walk the body through its type hints and build pydantic models of the
+        # answer, a third of the client's CPU per request; parse_response reads the JSON itself.
+        return await client.post("/chat/completions", cast_to=object, body=body)
 
     def _parse(self, result: Any, latency_s: float) -> Completion:
         return parse_response(result, latency_s)

@@ -3,19 +3,28 @@
 Why our own policy (the SDKs' clients are built with `max_retries=0`): retries must be counted and reported per
 job, honour the server's Retry-After, pause the whole job on rate limits, and behave the same for every provider.
 
-Retried: HTTP 408, 409, 429 and 5xx (including Anthropic's 529 "overloaded"), timeouts and dropped or refused
-connections. Not retried: other 4xx (400, 401, 403, 404, 422, ...), and 429s that mean "out of credit"
-(`insufficient_quota`), which no wait can fix. A server's `x-should-retry: true|false` header overrides the status.
-Waits: the server's `retry-after-ms` / `Retry-After` (seconds or an HTTP date) when given, capped; otherwise
-exponential backoff with jitter. Gives up after `max_retries` retries and re-raises the last error.
+Retried: HTTP 408, 409, 429 and 5xx (including Anthropic's 529 "overloaded"), timeouts, dropped or refused
+connections, and 200 answers that hold no usable answer (`MalformedResponseError`: a body that is not JSON, no
+choices, a number where text belongs, ...). Not retried: other 4xx (400, 401, 403, 404, 422, ...), and 429s that
+mean "out of credit" (`insufficient_quota`), which no wait can fix. A server's `x-should-retry: true|false` header
+overrides the status. Waits: the server's `retry-after-ms` / `Retry-After` (seconds or an HTTP date) when given,
+capped; otherwise exponential backoff with jitter. Gives up after `max_retries` retries and re-raises the last error.
+
+Two failures stop a whole job instead of becoming error rows, because every other request would fail the same way:
+a rejected key (`KeyRejected`, HTTP 401/403) and an endpoint nothing answers at (`EndpointUnreachable`). Their
+messages are one line naming the model and what to fix; `connection_failure` finds the real cause of a failed
+connection (refused, unresolvable host, connect timeout) under the SDKs' wrappers, which may call it a timeout.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import math
 import random
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -26,7 +35,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from selfexplain.errors import ConfigError
+from selfexplain.errors import ConfigError, InferenceError
 from selfexplain.llm.secrets import redact
 from selfexplain.llm.types import Completion
 
@@ -40,8 +49,74 @@ QUOTA_CODES = frozenset({"insufficient_quota", "billing_hard_limit_reached", "bi
 MAX_ERROR_CHARS = 1000
 
 
+AUTH_STATUS = frozenset({401, 403})
+# Exception types (by class name, whichever HTTP library raised them) that mean no connection was made at all.
+CONNECT_ERROR_NAMES = frozenset(
+    {"ClientConnectorError", "ClientConnectorDNSError", "ClientConnectorSSLError", "ConnectError", "ConnectTimeout"}
+)
+
+
 class TransientResponseError(Exception):
     """A 200 response without an answer (e.g. an upstream provider failed behind a router): worth another try."""
+
+
+class MalformedResponseError(TransientResponseError):
+    """A 200 response whose body is not a usable answer; `kind` names what was wrong (e.g. `not_json`)."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+
+
+class StopsJob(Exception):
+    """Marker of errors that end a whole job at once: every other request would fail the same way."""
+
+
+class KeyRejected(StopsJob, ConfigError):
+    """The endpoint refused the API key (HTTP 401/403): nothing can succeed until the key or catalog is fixed."""
+
+
+class EndpointUnreachable(StopsJob, InferenceError):
+    """Too many consecutive requests could not connect at all."""
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """`text` on one line, at most `limit` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def connection_failure(exc: BaseException) -> str | None:
+    """The real cause when `exc` means no connection was made at all ("connection refused", "host name not
+    resolved (...)", "connect timed out", ...), else None (an answer, a dropped connection, a read timeout).
+
+    The SDKs wrap the cause: over the aiohttp transport the OpenAI SDK reports a refused connection as
+    `APITimeoutError: Request timed out.`; the cause chain underneath still says what happened."""
+    chain = _chain(exc)
+    for item in chain:
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, socket.gaierror):
+            return f"host name not resolved ({item.strerror or item})"
+    if not any(type(item).__name__ in CONNECT_ERROR_NAMES for item in chain):
+        return None
+    root = chain[-1]
+    if isinstance(root, TimeoutError) or type(root).__name__ == "ConnectTimeout":
+        return "connect timed out"
+    if isinstance(root, ssl.SSLError):
+        return f"TLS handshake failed ({one_line(str(root), 120)})"
+    if isinstance(root, OSError) and root.strerror:
+        return root.strerror.lower()
+    return one_line(str(root) or type(root).__name__, 120)
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -105,7 +180,10 @@ def _error_code(exc: BaseException) -> str | None:
 def error_message(exc: BaseException, attempts: int = 1) -> str:
     """A one-line, bounded description of a failed request (redact it before it leaves the backend)."""
     status = status_of(exc)
+    cause = connection_failure(exc) if status is None else None
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    if cause is not None:
+        text = f"cannot connect: {cause}"
     message = f"{type(exc).__name__}" + (f" (HTTP {status})" if status is not None else "") + f": {text}"
     message = " ".join(message.split())
     if len(message) > MAX_ERROR_CHARS:
@@ -168,9 +246,13 @@ class RetryPolicy:
             return None
         if not safe_to_resend:
             return None
+        if isinstance(exc, MalformedResponseError):
+            return "malformed response"
         if isinstance(exc, TransientResponseError):
             return "empty response"
         if isinstance(exc, self.transient):
+            if connection_failure(exc) is not None:
+                return "connection"
             timed_out = isinstance(exc, TimeoutError) or "timeout" in type(exc).__name__.lower()
             return "timeout" if timed_out else "connection"
         return None
@@ -257,18 +339,77 @@ class JobStats:
         return asdict(self)
 
 
-def check_reachable(url: str, *, model: str, timeout_s: float = 5.0, secret: str | None = None) -> None:
-    """Fail fast with a ConfigError naming `url` when nothing answers there. Any HTTP status counts as reachable
-    (a 401 or 404 still proves a server is listening); no key is sent."""
-    request = urllib.request.Request(url, method="GET", headers={"User-Agent": "selfexplain-preflight"})
+def sdk_error_detail(exc: BaseException) -> str:
+    """What the server said in an SDK status error: the body's `error.message` when there is one."""
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, Mapping) else None
+    message = error.get("message") if isinstance(error, Mapping) else None
+    return str(message) if message else str(getattr(exc, "message", None) or exc)
+
+
+def _error_detail(body: bytes) -> str:
+    """The `error.message` of a JSON error body, else the start of the body."""
+    text = body[:2000].decode("utf-8", "replace")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s):
-            return
-    except urllib.error.HTTPError:
-        return
+        data = json.loads(text)
+    except ValueError:
+        return one_line(text, 200)
+    error = data.get("error", data) if isinstance(data, dict) else data
+    message = error.get("message") if isinstance(error, dict) else None
+    return one_line(str(message if message else error), 200)
+
+
+def key_rejected_message(model: str, key_env: str | None, url: str, status: int, detail: str) -> str:
+    """One line naming the model, the key's variable (or its absence) and what the endpoint said."""
+    said = f"HTTP {status}" + (f": {detail}" if detail else "")
+    if not key_env:
+        return (
+            f"model {model!r}: {url} refused the request without an API key ({said}); set api_key_env in the "
+            "catalog to the name of the environment variable holding the key"
+        )
+    verb = "rejected" if status == 401 else "refused access for"
+    return f"model {model!r}: {url} {verb} the API key in ${key_env} ({said}); fix the key or api_key_env and rerun"
+
+
+def probe_endpoint(
+    url: str,
+    *,
+    model: str,
+    key_env: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 5.0,
+    secret: str | None = None,
+) -> int:
+    """One cheap GET (e.g. the models list) before any paid request; returns the HTTP status.
+
+    Raises `KeyRejected` on 401/403 (the key, or its absence, is wrong) and a ConfigError naming `url` and the
+    real cause when nothing answers there. Any other status proves a server is listening; the key is then checked
+    by the first real request."""
+    request = urllib.request.Request(
+        url, method="GET", headers={"User-Agent": "selfexplain-preflight", **(headers or {})}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        if exc.code in AUTH_STATUS:
+            detail = redact(_error_detail(exc.read()), secret) or ""
+            raise KeyRejected(key_rejected_message(model, key_env, url, exc.code, detail)) from None
+        return int(exc.code)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
+        cause = connection_failure(reason) if isinstance(reason, BaseException) else None
+        if isinstance(reason, TimeoutError):
+            cause = f"no answer within {timeout_s:g} s"
         raise ConfigError(
-            f"model {model!r}: endpoint {url} is not reachable ({redact(str(reason), secret)}); "
+            f"model {model!r}: endpoint {url} unreachable ({redact(cause or one_line(str(reason), 200), secret)}); "
             "start the server or fix base_url in the catalog"
         ) from None
+
+
+def check_reachable(url: str, *, model: str, timeout_s: float = 5.0, secret: str | None = None) -> None:
+    """Fail fast with a ConfigError naming `url` when nothing answers there (no key is sent; any status will do)."""
+    try:
+        probe_endpoint(url, model=model, timeout_s=timeout_s, secret=secret)
+    except KeyRejected:
+        return

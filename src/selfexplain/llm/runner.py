@@ -1,7 +1,13 @@
 """Run a job's requests through a backend, journaling each completion as it arrives.
 
 Requests already in the journal are not sent again; identical requests within a job are sent once. The result
-list is aligned with the input list by position.
+list is aligned with the input list by position. Every error raised here is one line (the last line of a job's
+log): requests that failed for good (InferenceError at the end), or a failure that stopped the job at once
+(a rejected key, an unreachable endpoint), which also says how many answers the journal kept.
+
+The journal keeps each answer exactly; the completions returned have lone surrogates replaced by U+FFFD
+(`transport.clean_completion`), so the tables written from them (pyarrow) and follow-up requests built from them
+(httpx) can encode them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from tqdm import tqdm
 from selfexplain.errors import InferenceError
 from selfexplain.llm.backends import Backend
 from selfexplain.llm.journal import Journal
+from selfexplain.llm.retry import StopsJob
+from selfexplain.llm.transport import clean_completion
 from selfexplain.llm.types import ChatRequest, Completion
 
 log = logging.getLogger(__name__)
@@ -36,7 +44,7 @@ def run_requests(
         for i, request in enumerate(requests):
             cached = journal.get(request.key)
             if cached is not None:
-                results[i] = cached
+                results[i] = clean_completion(cached)
             else:
                 todo.setdefault(request.key, []).append(i)
         reused = len(requests) - sum(len(v) for v in todo.values())
@@ -49,13 +57,23 @@ def run_requests(
             len(todo),
         )
         unique = [requests[positions[0]] for positions in todo.values()]
+        answered = 0
         with tqdm(total=len(unique), desc=description, disable=not progress, mininterval=1.0) as bar:
-            for j, completion in backend.complete(unique):
-                key = unique[j].key
-                journal.append(key, completion)
-                for i in todo[key]:
-                    results[i] = completion
-                bar.update(1)
+            try:
+                for j, completion in backend.complete(unique):
+                    key = unique[j].key
+                    journal.append(key, completion)
+                    answered += completion.ok
+                    cleaned = clean_completion(completion)
+                    for i in todo[key]:
+                        results[i] = cleaned
+                    bar.update(1)
+            except StopsJob as exc:
+                kept = reused + answered
+                raise type(exc)(
+                    f"{description}: {exc} ({kept} of {len(requests)} answers kept in {journal_path}; "
+                    "a rerun sends only the rest)"
+                ) from None
     missing = [i for i, r in enumerate(results) if r is None]
     if missing:
         raise InferenceError(f"{description}: backend returned no completion for {len(missing)} request(s)")
