@@ -16,6 +16,8 @@ include: "rules/common.smk"
 include: "rules/sce.smk"
 include: "rules/simulatability.smk"
 include: "rules/report.smk"
+include: "rules/cross_study.smk"
+include: "rules/transcripts.smk"
 
 
 rule all:

@@ -278,7 +278,12 @@ def usage_items(study):
             for p in sim_predictors():
                 path = result_path(f"simulatability/{r}/{p}/predictions.parquet")
                 items.append((path, p, "sim_predict", ""))
+        # SIM_TESTABILITY_FILES and _SCORER: defined in rules/simulatability.smk
+        for path in SIM_TESTABILITY_FILES.values():
+            items.append((path, SIM_TESTABILITY_SCORER, "sim_testability", ""))
     if study == "sce":
+        from selfexplain.sce.config import verify_methods
+
         for m in study_models("sce"):
             for d in SCE["datasets"]:
                 path = result_path(f"sce/{m}/{d}/predictions.parquet")
@@ -286,6 +291,9 @@ def usage_items(study):
                 for p in SCE["prompts"]:
                     path = result_path(f"sce/{m}/{d}/{p}/counterfactuals.parquet")
                     items.append((path, m, "sce_elicit", "followup_"))
+                    if "requery" in verify_methods(SCE):
+                        path = result_path(f"sce/{m}/{d}/{p}/requery.parquet")
+                        items.append((path, m, "sce_requery", "requery_"))
     return items
 
 
@@ -308,16 +316,24 @@ def study_targets(study):
             result_path("simulatability/summary.csv"),
             result_path("report/sim_summary.html"),
         ]
+        if SIM_TESTABILITY_FILES:
+            summary += [
+                result_path("simulatability/testability.csv"),
+                result_path("report/sim_testability.html"),
+            ]
         return [
             result_path("simulatability/eval_set.parquet"),
             *([*summary, *figures] if sim_references() else []),
+            *SIM_SIDE_TARGETS,  # rules/simulatability.smk
         ]
     return []
 
 
 def all_targets():
-    """Every study's targets, the usage table and the report's front page."""
+    """Every study's targets, the cross-study view (rules/cross_study.smk), the usage table and the front page."""
     targets = [t for study in STUDIES for t in study_targets(study)]
+    targets += CROSS_TARGETS  # rules/cross_study.smk
+    targets += TRANSCRIPT_TARGETS  # rules/transcripts.smk
     if all_usage_items():
         targets[:0] = [result_path("usage.csv"), result_path("report/usage.html")]
     return [result_path("report/front_page.html"), *targets]

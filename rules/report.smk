@@ -1,7 +1,13 @@
 # Summary tables, figures and the front page, registered for `snakemake --report`. The report opens on the front
 # page (the workflow description includes report/front_page_fragment.html of the results folder); its categories
 # sort by name.
-from selfexplain.report import OVERVIEW, REPORT_CATEGORIES, model_facts
+from selfexplain.report import (
+    CROSS_STUDY_CATEGORY,
+    OVERVIEW,
+    REPORT_CATEGORIES,
+    TRANSCRIPTS_CATEGORY,
+    model_facts,
+)
 
 SCE_CATEGORY = REPORT_CATEGORIES["sce"]
 SIM_CATEGORY = REPORT_CATEGORIES["simulatability"]
@@ -66,6 +72,15 @@ rule report_front_page:
         models=REPORT_MODELS,
         sce=SCE if "sce" in STUDIES else None,
         simulatability=SIM if "simulatability" in STUDIES else None,
+        # categories of rule files included after this one, so looked up when the job is built
+        sections=lambda wildcards: [
+            c
+            for c, targets in (
+                (CROSS_STUDY_CATEGORY, CROSS_TARGETS),
+                (TRANSCRIPTS_CATEGORY, TRANSCRIPT_TARGETS),
+            )
+            if targets
+        ],
     script:
         "../workflow/scripts/report_front_page.py"
 

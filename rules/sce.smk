@@ -1,8 +1,13 @@
-# sce study: grid -> first-pass labels -> counterfactual follow-up -> validity and minimality.
+# sce study: grid -> first-pass labels -> counterfactual follow-up (-> re-query) -> validity and minimality.
+from selfexplain.sce.config import verify_methods
 
 
 localrules:
     sce_grid,
+
+
+# Validity checks scored (lookup always; requery when listed in sce.verify).
+SCE_VERIFY = verify_methods(SCE)
 
 
 rule sce_grid:
@@ -78,10 +83,47 @@ rule sce_elicit:
         "../workflow/scripts/sce_elicit.py"
 
 
+# verify: requery asks every readable counterfactual again as a first-pass question, in a fresh chat.
+rule sce_requery:
+    input:
+        counterfactuals=rules.sce_elicit.output[0],
+        first_template=first_pass_template,
+    output:
+        result_path("sce/{model}/{grid}/{prompt}/requery.parquet"),
+    log:
+        "logs/sce_requery/{model}/{grid}/{prompt}.log",
+    benchmark:
+        "benchmarks/sce_requery/{model}/{grid}/{prompt}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        gpu=model_gpus(),
+        mem_mb=inference_resource("sce", "mem_mb"),
+        runtime=inference_resource("sce", "runtime"),
+        cpus_per_task=inference_resource("sce", "cpus_per_task"),
+        api_openai=api_slot("openai"),
+        api_anthropic=api_slot("anthropic"),
+        api_openrouter=api_slot("openrouter"),
+        api_local=api_slot("local"),
+    params:
+        model=model_entry(),
+        journal=journal_path("sce", "requery", "grid", "prompt"),
+        progress=config["progress"],
+    script:
+        "../workflow/scripts/sce_requery.py"
+
+
 rule sce_score:
     input:
         counterfactuals=rules.sce_elicit.output[0],
         grid=rules.sce_grid.output[0],
+        # the run's re-query table when verify lists requery
+        requery=lambda w: (
+            expand(rules.sce_requery.output[0], **w)[0]
+            if "requery" in SCE_VERIFY
+            else []
+        ),
     output:
         scores=result_path("sce/{model}/{grid}/{prompt}/scores.parquet"),
         metrics=result_path("sce/{model}/{grid}/{prompt}/metrics.json"),

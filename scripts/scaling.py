@@ -747,6 +747,9 @@ def api_lines(sim_jobs: list[SimJob]) -> tuple[list[str], float]:
     return lines, max(wall.values(), default=0.0)
 
 
+UNESTIMATED = ("sce_requery", "sim_testability")  # inference rules whose requests the tables below leave out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", type=Path, default=REPO / "config/paper.yaml")
@@ -798,6 +801,18 @@ def main() -> None:
         *[f"| {rule} | {count} |" for rule, count in sorted(per_rule.items())],
         f"| **total** | **{sum(per_rule.values())}** |",
         "",
+        *(
+            [
+                "Not yet in the GPU-hour and cost estimates below: "
+                + ", ".join(f"`{r}` ({per_rule[r]} jobs)" for r in UNESTIMATED if per_rule.get(r))
+                + ". `sce_requery` asks one first-pass-sized question per readable counterfactual (about as many "
+                "requests as `sce_elicit`, with short answers); `sim_testability` asks one 0-10 rating per pair of "
+                "the rating predictor.",
+                "",
+            ]
+            if any(per_rule.get(r) for r in UNESTIMATED)
+            else []
+        ),
         "## Inference per model",
         "",
         "Prompt tokens are counted from the rendered prompts (4 characters per token); output tokens assume "

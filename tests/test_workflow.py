@@ -85,6 +85,7 @@ def test_tiny_workflow_produces_every_declared_output(tmp_path):
             run = f"results/sce/{model}/income/{prompt}"
             expected += [
                 f"{run}/counterfactuals.parquet",
+                f"{run}/requery.parquet",  # the default config verifies by lookup and requery
                 f"{run}/scores.parquet",
                 f"{run}/metrics.json",
                 f"results/sce/figures/boundary/{model}__income__{prompt}.png",
@@ -99,7 +100,7 @@ def test_tiny_workflow_produces_every_declared_output(tmp_path):
     assert timid["validity_percent"] < 20
     metrics = json.loads((workdir / "results/sce/synthetic-exact/income/minimal/metrics.json").read_text())
     assert metrics["provenance"]["model"] == "synthetic-exact"
-    assert set(metrics["ci95"]) == {"validity_percent", "mean_RCF_A"}
+    assert set(metrics["ci95"]) == {"validity_percent", "mean_RCF_A", "validity_requery_percent"}
     # nothing left to do on a second run, and the HTML report builds
     again = _snakemake(workdir, "-n")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -112,6 +113,7 @@ def test_tiny_workflow_produces_every_declared_output(tmp_path):
     assert sorted(scheduled) == sorted(
         [
             "results/sce/synthetic-exact/income/minimal/counterfactuals.parquet",
+            "results/sce/synthetic-exact/income/minimal/requery.parquet",
             "results/sce/synthetic-exact/income/minimal/scores.parquet, " + target,
         ]
     ), scheduled

@@ -45,6 +45,9 @@ CONDITIONS = {
 # The report's categories (Snakemake's menu sorts them by name).
 OVERVIEW = "1 Overview"
 REPORT_CATEGORIES = {"sce": "2 Counterfactuals (sce)", "simulatability": "3 Simulatability"}
+# Report categories that belong to no single study.
+CROSS_STUDY_CATEGORY = "4 Cross-study"
+TRANSCRIPTS_CATEGORY = "5 Transcripts"
 PREDICTOR_SETS = {"all": "all predictors", "exclude_same_family": "other families only"}
 SENTENCES = {
     "validity": (
@@ -655,6 +658,7 @@ class FrontPage:
     eval_set_counts: dict[str, int] = field(default_factory=dict)  # rows per dataset
     stamps: dict[str, dict[str, Any]] = field(default_factory=dict)  # output path -> provenance
     built: dict[str, Any] = field(default_factory=dict)  # provenance of the front page itself
+    sections: list[str] = field(default_factory=list)  # report categories beyond the studies' (cross-study, ...)
 
     @property
     def synthetic(self) -> set[str]:
@@ -706,6 +710,7 @@ def load_front_page(
     eval_set: str | Path | None = None,
     stamped: Iterable[str | Path] = (),
     built: Mapping[str, Any] | None = None,
+    sections: Sequence[str] = (),
 ) -> FrontPage:
     """Read the outputs the front page reports on (paths that are None are left out)."""
     runs = []
@@ -728,6 +733,7 @@ def load_front_page(
         eval_set_counts=counts,
         stamps=read_stamps(stamped),
         built=dict(built or {}),
+        sections=list(sections),
     )
 
 
@@ -878,7 +884,10 @@ def _sce_run_html(page: FrontPage) -> str:
             ("Follow-up prompts", esc(", ".join(f"{p} (distance {d})" for p, d in used.items())) or MISSING),
             ("First-pass prompt", esc(sce.get("first_pass", MISSING))),
             ("Prompt folder", f"<code>{esc(sce.get('prompt_dir', MISSING))}</code>"),
-            ("Validity check", esc(sce.get("verify", MISSING))),
+            (
+                "Validity check",
+                esc(", ".join(v) if isinstance(v := sce.get("verify", MISSING), list) else v),
+            ),
             (
                 "Seeds",
                 esc(
@@ -995,7 +1004,8 @@ def front_page_body(page: FrontPage, links: bool = False) -> str:
             "stand-ins that test the pipeline, not language models.</p>"
         )
     if links:
-        categories = [OVERVIEW, *[REPORT_CATEGORIES[s] for s in page.studies if s in REPORT_CATEGORIES]]
+        studies = [REPORT_CATEGORIES[s] for s in page.studies if s in REPORT_CATEGORIES]
+        categories = [OVERVIEW, *studies, *page.sections]
         anchors = " \u00b7 ".join(
             f"<a href=\"javascript:app.showCategory('{esc(c)}')\">{esc(c.split(' ', 1)[1])}</a>" for c in categories
         )

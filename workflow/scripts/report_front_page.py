@@ -30,6 +30,7 @@ page = load_front_page(
     eval_set=single("eval_set"),
     stamped=files("sce_metrics") + files("sim_metrics") + files("tables") + files("eval_set"),
     built=provenance(stage="report_front_page"),
+    sections=snakemake.params.sections,
 )
 write_html(front_page_document(page), snakemake.output.page)
 write_html(front_page_fragment(page), snakemake.output.fragment)

@@ -16,4 +16,5 @@ score_file(
     resamples=snakemake.params.bootstrap["resamples"],
     seed=snakemake.params.bootstrap["seed"],
     grid_path=snakemake.input.grid,
+    requery_path=snakemake.input.requery or None,
 )

@@ -42,3 +42,17 @@ def check_templates(section: dict[str, Any], base: Path) -> None:
         followup = followup_fields(spec, spec.options[0])
         for name in section["prompts"]:
             load_template(prompt_dir, name, dataset).check(followup, key="config.sce.prompts")
+
+
+VERIFY_METHODS = ("lookup", "requery")
+
+
+def verify_methods(section: dict[str, Any]) -> list[str]:
+    """The validity checks a run scores, lookup first: `verify` may be one name or a list. Lookup is always scored
+    (it asks nothing and the original's aggregates are defined with it); requery adds a request per counterfactual."""
+    given = section.get("verify", "lookup")
+    names = [given] if isinstance(given, str) else list(given)
+    unknown = [n for n in names if n not in VERIFY_METHODS]
+    if unknown:
+        raise ConfigError(f"config.sce.verify: {unknown} not among {list(VERIFY_METHODS)}")
+    return list(dict.fromkeys(["lookup", *names]))

@@ -1,8 +1,10 @@
 """Validity and minimality of self-generated counterfactuals, scored against the model's own grid answers.
 
-Validity is looked up, not re-queried: a counterfactual is valid when the model's first-pass answer at the grid
-point it names is the target label. Minimality compares the counterfactual's distance with that of the nearest
-grid point the model labels differently (x_min).
+Validity is looked up, as in the paper: a counterfactual is valid when the model's first-pass answer at the grid
+point it names is the target label. With `verify: requery` it is also judged from the model's answer when asked
+about the counterfactual in a fresh chat (`selfexplain.sce.requery`), and the two are compared row by row.
+Minimality compares the counterfactual's distance with that of the nearest grid point the model labels
+differently (x_min).
 
 Two views are reported side by side:
 * the 13 aggregates of the original study, with its definitions, over the rows it keeps (readable first answer,
@@ -25,6 +27,8 @@ scores table (one row per counterfactuals row), in addition to row_id/answer/tar
   RCF, RCF_A      d/d_min - 1 and d - d_min (0 when within the tie tolerance)
   cf_to_boundary  distance from the counterfactual to the nearest point labelled opposite to it
   ICF, ICF_A      cf_to_boundary / d_min and cf_to_boundary
+  requery_*       with a re-query: its answer, status, whether the point is on the grid, requery_valid (1/0/null)
+                  and requery_strict_valid (see `requery_columns`)
 """
 
 from __future__ import annotations
@@ -323,6 +327,121 @@ def summarise(
     return metrics
 
 
+# -- validity by re-query (`verify: requery`, `selfexplain.sce.requery`) ---------------------------------------------
+REQUERY_COLUMNS = ("requery_answer", "requery_status", "requery_on_grid", "requery_valid", "requery_strict_valid")
+
+
+def requery_columns(spec: DatasetSpec, rows: Columns, requery: Columns, source: str = "requery table") -> dict:
+    """Per-row columns of the re-query, aligned with the scores `rows` by row id.
+
+    requery_valid is 1 when the re-asked answer differs from the original first answer, 0 when it is the same, null
+    when either is unreadable or the counterfactual was not asked; requery_strict_valid counts the last two as
+    invalid on every row with a readable first answer (as strict_valid does for lookup).
+    """
+    missing = [c for c in (T.ROW_ID, "requery_answer", "requery_status", "requery_on_grid") if c not in requery]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {missing} needed to score a re-query")
+    row_id = np.asarray(rows[T.ROW_ID], dtype=np.int64)
+    asked_ids = np.asarray(requery[T.ROW_ID], dtype=np.int64)
+    if len(np.unique(asked_ids)) != len(asked_ids):
+        raise InputError(f"{source}: column {T.ROW_ID!r} repeats grid ids; one re-query per counterfactual expected")
+    position = {int(r): i for i, r in enumerate(row_id)}
+    unknown = [int(r) for r in asked_ids if int(r) not in position]
+    if unknown:
+        raise InputError(f"{source}: row ids {unknown[:5]} are not rows of the counterfactuals table")
+    at = np.fromiter((position[int(r)] for r in asked_ids), dtype=np.int64, count=len(asked_ids))
+    n = len(row_id)
+    answer = np.full(n, None, dtype=object)
+    status = np.full(n, "not_asked", dtype=object)
+    on_grid = np.full(n, None, dtype=object)
+    answer[at] = _objects(requery["requery_answer"])
+    status[at] = _objects(requery["requery_status"])
+    on_grid[at] = _objects(requery["requery_on_grid"])
+    first_class = class_of(rows[T.ANSWER], spec)
+    again_class = class_of(answer, spec)
+    readable = first_class >= 0
+    judged = readable & (again_class >= 0)
+    return {
+        "requery_answer": answer,
+        "requery_status": status,
+        "requery_on_grid": on_grid,
+        "requery_valid": np.where(judged, (again_class != first_class).astype(float), np.nan),
+        "requery_strict_valid": np.where(readable, (judged & (again_class != first_class)).astype(float), np.nan),
+    }
+
+
+def mean_ci(values: np.ndarray, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> list[float]:
+    """Percentile bootstrap CI of 100 x the mean of 0/1 values (NaN ignored); [nan, nan] when none or no resamples."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[~np.isnan(values)]
+    n = len(values)
+    if n == 0 or resamples <= 0:
+        return [math.nan, math.nan]
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // n)
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        means[start:stop] = 100 * values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    alpha = (1 - level) / 2
+    return [float(x) for x in np.quantile(means, [alpha, 1 - alpha])]
+
+
+def cohen_kappa(a: np.ndarray, b: np.ndarray) -> float:
+    """Cohen's kappa of two 0/1 ratings of the same items: (p_o - p_e) / (1 - p_e); NaN when p_e is 1 (both
+    constant and equal) or there are no items."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) == 0:
+        return math.nan
+    p_o = float(np.mean(a == b))
+    p_a, p_b = float(np.mean(a)), float(np.mean(b))
+    p_e = p_a * p_b + (1 - p_a) * (1 - p_b)
+    return math.nan if p_e >= 1 else (p_o - p_e) / (1 - p_e)
+
+
+def requery_summary(rows: Columns, resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """metrics.json keys of the re-query, and its agreement with lookup on the rows both judge."""
+    status = _objects(rows["requery_status"])
+    asked = status != "not_asked"
+    on_grid = np.array([bool(x) for x in _objects(rows["requery_on_grid"])])
+    valid = _floats(rows["requery_valid"])
+    strict = _floats(rows["requery_strict_valid"])
+    judged = ~np.isnan(valid)
+    lookup = _floats(rows["valid"])
+    both = judged & ~np.isnan(lookup)
+    off_judged = judged & asked & ~on_grid
+
+    def percent(values: np.ndarray) -> float:
+        return 100 * float(np.mean(values)) if len(values) else math.nan
+
+    return {
+        "validity_requery_percent": percent(valid[judged]),
+        "strict_validity_requery_percent": percent(strict[~np.isnan(strict)]),
+        "validity_requery_off_grid_percent": percent(valid[off_judged]),
+        "n_requery": int(asked.sum()),
+        "n_requery_judged": int(judged.sum()),
+        "n_requery_unreadable": int(np.sum(asked & (status != "ok"))),
+        "n_requery_not_asked": int(np.sum(~asked)),
+        "n_requery_off_grid": int(np.sum(asked & ~on_grid)),
+        "n_verify_both": int(both.sum()),
+        "verify_agreement_percent": percent((valid[both] == lookup[both]).astype(float)),
+        "verify_kappa": cohen_kappa(valid[both], lookup[both]),
+        "ci95_validity_requery_percent": mean_ci(valid, resamples, seed),
+    }
+
+
+def _with_requery(
+    spec: DatasetSpec, rows: dict, metrics: dict[str, Any], requery: Columns | None, resamples: int, seed: int
+) -> None:
+    if requery is None:
+        return
+    rows.update(requery_columns(spec, rows, requery))
+    extra = requery_summary(rows, resamples, seed)
+    metrics["ci95"]["validity_requery_percent"] = extra.pop("ci95_validity_requery_percent")
+    metrics["verify"] = ["lookup", "requery"]
+    metrics.update(extra)
+
+
 def score_table(
     spec: DatasetSpec,
     grid: pd.DataFrame,
@@ -332,10 +451,16 @@ def score_table(
     seed: int = 0,
     source: str = "table",
     convention: str = "ours",
+    requery: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Scores table and metrics.json content of a counterfactuals table."""
-    rows = score_rows(spec, grid, table, metric_name, source=source, convention=convention)
-    return rows, summarise(rows, resamples, seed, metric_name, convention)
+    """Scores table and metrics.json content of a counterfactuals table; with a `requery` table (see
+    `selfexplain.sce.requery`) its validity and agreement with lookup too."""
+    import pandas as pd
+
+    columns = score_columns(spec, table, metric_name, source, grid, convention)
+    metrics = summarise(columns, resamples, seed, metric_name, convention)
+    _with_requery(spec, columns, metrics, requery, resamples, seed)
+    return pd.DataFrame(columns), metrics
 
 
 def score_columns_summary(

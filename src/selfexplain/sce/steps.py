@@ -20,6 +20,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# metrics.json keys of a re-query that the log line and the summary table show
+REQUERY_SHOWN = ("validity_requery_percent", "verify_agreement_percent")
+REQUERY_SUMMARY = (
+    "strict_validity_requery_percent",
+    "validity_requery_off_grid_percent",
+    "n_requery",
+    "n_requery_judged",
+    "n_requery_unreadable",
+    "n_requery_not_asked",
+    "n_requery_off_grid",
+    "n_verify_both",
+    "verify_agreement_percent",
+    "verify_kappa",
+)
+
 
 def make_grid(dataset: str, out: str | Path) -> None:
     from selfexplain.io import provenance, write_parquet
@@ -112,6 +127,42 @@ def run_elicit(
     log.info("counterfactual status counts: %s", frame["cf_status"].value_counts().to_dict())
 
 
+def run_requery(
+    model: str,
+    entry_json: str,
+    dataset: str,
+    counterfactuals_path: str,
+    first_template_path: str,
+    journal: str,
+    out: str,
+    progress: bool = True,
+) -> None:
+    """Ask every readable counterfactual of a run again, as a first-pass question in a fresh chat."""
+    from selfexplain.io import provenance, read_provenance, read_table, write_parquet
+    from selfexplain.llm.backends import backend_provenance, make_backend
+    from selfexplain.llm.catalog import entry_from_json
+    from selfexplain.prompts import template_from_path
+    from selfexplain.sce.requery import REPEAT, STATUS, requery
+
+    entry = entry_from_json(model, entry_json)
+    spec = load_dataset_spec(dataset)
+    template = template_from_path(first_template_path)
+    backend = make_backend(entry)
+    frame = requery(entry, backend, spec, read_table(counterfactuals_path), template, journal, progress)
+    prov = provenance(
+        **entry.provenance(),
+        backend=backend_provenance(backend),
+        dataset=dataset,
+        stage="sce_requery",
+        prompt=read_provenance(counterfactuals_path).get("prompt"),
+        input=str(counterfactuals_path),
+        request_repeat=REPEAT,
+        templates={"first_pass": {"path": str(template.path), "sha256": template.sha256}},
+    )
+    write_parquet(frame, out, prov)
+    log.info("requery status counts: %s", frame[STATUS].value_counts().to_dict())
+
+
 def score_file(
     table_path: str | Path,
     dataset: str,
@@ -122,8 +173,10 @@ def score_file(
     seed: int = 0,
     grid_path: str | Path | None = None,
     distance_convention: str = "ours",
+    requery_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score a counterfactuals table (ours or an imported original one) and write the per-row and summary files."""
+    """Score a counterfactuals table (ours or an imported original one) and write the per-row and summary files;
+    with `requery_path` (a `sce_requery` table) validity by re-query beside lookup."""
     from selfexplain.io import provenance, read_provenance, read_table, write_json, write_parquet
     from selfexplain.sce.scoring import score_table
     from selfexplain.tabular.grids import build_grid
@@ -131,8 +184,17 @@ def score_file(
     spec = load_dataset_spec(dataset)
     grid = read_table(grid_path) if grid_path else build_grid(spec)
     table = read_table(table_path)
+    requery = read_table(requery_path) if requery_path else None
     rows, metrics = score_table(
-        spec, grid, table, distance, resamples, seed, source=str(table_path), convention=distance_convention
+        spec,
+        grid,
+        table,
+        distance,
+        resamples,
+        seed,
+        source=str(table_path),
+        convention=distance_convention,
+        requery=requery,
     )
     upstream = read_provenance(table_path) if str(table_path).endswith(".parquet") else {}
     prov = provenance(
@@ -141,6 +203,7 @@ def score_file(
         distance=distance,
         distance_convention=distance_convention,
         input=str(table_path),
+        requery=str(requery_path) if requery_path else None,
         model=upstream.get("model"),
         prompt=upstream.get("prompt"),
         seeds={"bootstrap": seed},
@@ -150,7 +213,8 @@ def score_file(
         write_parquet(rows, scores_out, prov)
     if metrics_out:
         write_json(metrics, metrics_out)
-    log.info("%s", {k: metrics[k] for k in ("validity_percent", "mean_RCF_A", "strict_validity_percent")})
+    shown = ("validity_percent", "mean_RCF_A", "strict_validity_percent", *REQUERY_SHOWN)
+    log.info("%s", {k: metrics[k] for k in shown if k in metrics})
     return metrics
 
 
@@ -230,12 +294,20 @@ def summarise_runs(metrics_paths: list[str], runs: list[tuple[str, str, str]], o
         ci = metrics.get("ci95", {})
         record["validity_ci_low"], record["validity_ci_high"] = ci.get("validity_percent", [None, None])
         record["mean_RCF_A_ci_low"], record["mean_RCF_A_ci_high"] = ci.get("mean_RCF_A", [None, None])
+        # validity by re-query and its agreement with lookup: columns present when any run re-queried
+        if "validity_requery_percent" in metrics:
+            record["validity_requery_percent"] = metrics["validity_requery_percent"]
+            low_high = ci.get("validity_requery_percent", [None, None])
+            record["validity_requery_ci_low"], record["validity_requery_ci_high"] = low_high
+            record.update({k: metrics.get(k) for k in REQUERY_SUMMARY})
         for kind, count in metrics.get("failures", {}).items():
             record[f"n_{kind}"] = count
         records.append(record)
     frame = pd.DataFrame.from_records(records)
-    failure_cols = [c for c in frame.columns if c.startswith("n_") and c not in ("n_rows", "n_kept")]
+    failure_cols = [c for c in frame.columns if c.startswith("n_") and c not in ("n_rows", "n_kept", *REQUERY_SUMMARY)]
     frame[failure_cols] = frame[failure_cols].fillna(0).astype(int)
+    counts = [c for c in REQUERY_SUMMARY if c.startswith("n_") and c in frame.columns]
+    frame[counts] = frame[counts].astype("Int64")
     with atomic_path(out) as tmp:
         frame.to_csv(tmp, index=False)
     return frame

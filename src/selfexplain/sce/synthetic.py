@@ -11,6 +11,8 @@ Behaviour, set in a catalog entry's `synthetic.sce` block:
 * counterfactual: `exact` returns the nearest grid point it labels differently (Gower, ties to the first in grid
   order); `overshoot` extrapolates `overshoot_factor` times that step and returns the nearest point with the target
   label; `timid` moves `timid_fraction` of the step, rounding every feature towards the original.
+* a first-pass chat may name values off the grid (a counterfactual asked again, `verify: requery`): numeric
+  features are read as numbers and the same rule answers; a follow-up always starts from a grid point.
 * noise rates (0..1) per kind, decided by a hash of seed, kind and chat, so each chat always gets the same
   (a `<think>` prefix reaches the pipeline as thinking text, split off by the backend like a real model's):
   first pass: malformed_json, code_fence, think_prefix, single_quotes;
@@ -32,7 +34,7 @@ import numpy as np
 from selfexplain.llm.synthetic import register_respondent
 from selfexplain.parsing.numbers import number_to_words
 from selfexplain.tabular.distances import first_min, make_metric, nearest_of_class
-from selfexplain.tabular.features import DatasetSpec, builtin_dataset_names, load_dataset_spec
+from selfexplain.tabular.features import DatasetSpec, Feature, builtin_dataset_names, load_dataset_spec
 from selfexplain.tabular.grids import build_grid, lookup_rows
 
 BEHAVIOURS = ("exact", "overshoot", "timid")
@@ -95,6 +97,18 @@ class _Task:
         return numeric[-1] if numeric else None
 
 
+def _read_value(feature: Feature, text: str, off_grid: bool) -> float | None:
+    if text in feature.labels:
+        return float(feature.levels[feature.labels.index(text)])
+    if not off_grid or feature.has_text_labels:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
 class GridRespondent:
     """The sce study's synthetic respondent: labels grid records and gives counterfactuals by a known rule."""
 
@@ -124,14 +138,17 @@ class GridRespondent:
             self.tasks.append((task, [_line_pattern(f.description) for f in spec.features]))
 
     # -- reading the chat ------------------------------------------------------------------------------------
-    def _find_record(self, text: str) -> tuple[_Task, np.ndarray] | None:
+    def _find_record(self, text: str, off_grid: bool = False) -> tuple[_Task, np.ndarray] | None:
+        """The dataset and values of the record in `text`. With `off_grid`, a feature whose labels are numbers may
+        hold any number (a counterfactual asked again between or beyond the levels); the rule applies to it as is."""
         for task, patterns in self.tasks:
             values = []
             for f, pattern in zip(task.spec.features, patterns, strict=True):
                 match = pattern.search(text)
-                if not match or match.group(1) not in f.labels:
+                value = _read_value(f, match.group(1), off_grid) if match else None
+                if value is None:
                     break
-                values.append(f.levels[f.labels.index(match.group(1))])
+                values.append(value)
             else:
                 return task, np.asarray(values, dtype=np.float64)
         return None
@@ -146,7 +163,9 @@ class GridRespondent:
     def respond(self, messages: Sequence[dict[str, str]]) -> str | None:
         """The reply, or None when the chat holds no grid record this respondent knows."""
         users = [m["content"] for m in messages if m.get("role") == "user"]
-        found = self._find_record(users[0]) if users else None
+        # a first pass may be a counterfactual asked again (verify: requery), off the grid; a follow-up starts
+        # from a grid point
+        found = self._find_record(users[0], off_grid=len(users) == 1) if users else None
         if found is None:
             return None
         chat = json.dumps(list(messages), sort_keys=True)

@@ -15,6 +15,7 @@ from selfexplain.simulatability.prompts import (
     predictor_fields,
     reference_fields,
 )
+from selfexplain.simulatability.testability import TEMPLATE as TESTABILITY_TEMPLATE
 
 
 def name_enums(section: dict[str, Any], catalog: dict[str, ModelEntry], base: Path) -> dict[tuple[str, ...], list[str]]:
@@ -26,6 +27,7 @@ def name_enums(section: dict[str, Any], catalog: dict[str, ModelEntry], base: Pa
         REFERENCE_TEMPLATES[True],
         REFERENCE_TEMPLATES[False],
         *(PREDICTOR_TEMPLATES[c] for c in section["conditions"]),
+        *([TESTABILITY_TEMPLATE] if section["testability"]["enabled"] else []),
     ]
     missing = [name for name in needed if name not in prompts]
     if section["references"] and missing:
@@ -50,6 +52,12 @@ def check_section(section: dict[str, Any]) -> None:
             raise ConfigError(f"{where}.path: only used with kind file (this source is kind {source['kind']})")
         if source["kind"] != "url" and "url" in source:
             raise ConfigError(f"{where}.url: only used with kind url (this source is kind {source['kind']})")
+    scorer = section["testability"]["predictor"]
+    if section["testability"]["enabled"] and scorer is not None and scorer not in section["predictors"]:
+        raise ConfigError(
+            f"config.simulatability.testability.predictor: {scorer} is not one of the predictors "
+            f"{section['predictors']}; name one of them (null: the first)"
+        )
     hamming = section["hamming"]
     if hamming["min_group_size"] > hamming["max_group_size"]:
         raise ConfigError(
@@ -71,3 +79,6 @@ def check_templates(section: dict[str, Any], base: Path) -> None:
         for condition in section["conditions"]:
             template = load_template(prompt_dir, PREDICTOR_TEMPLATES[condition], dataset)
             template.check(predictor_fields(dataset, "", "", ""), key="config.simulatability.conditions")
+        if section["testability"]["enabled"]:
+            template = load_template(prompt_dir, TESTABILITY_TEMPLATE, dataset)
+            template.check(predictor_fields(dataset, "", "", ""), key="config.simulatability.testability")

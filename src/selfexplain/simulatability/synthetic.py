@@ -46,6 +46,18 @@ to the new case (HIGH). Without one (without-explanation prompts, an explanation
 (MEDIUM), else, with no reference case, its own reference rule for this seed (LOW). `predictor.flip_rate` then
 answers the other option. A predictor with the reference's seed answers `no_reference` questions as the reference.
 
+Testability rating (a chat with two records, a 0-10 scale ("0 to 10", "0-10") and no [ANSWER] tag). The rater
+stands for a judge who knows the domain: it knows the rule of the synthetic references (the rule of seed
+`testability.known_seed`, default 0, the seed of the catalog's synthetic references). It reads the rule the
+explanation states (`read_rule`) and asks whether, taken at its word, that rule gives the new case the answer the
+known rule gives (`rate_testability`): no readable rule 1; agrees 7 + the new case's margin under the stated rule
+(capped at 3: 7..10); disagrees 3 on the stated threshold, else 2. A truthful explanation always agrees; a misleading
+one agrees only where its decoy happens to give the true answer. With probability `testability.misjudge_rate`
+(default 0.15) the judge takes an agreement for a disagreement or the reverse; then 30 % of ratings move one point
+(up or down, within 0..10). The reply is the bare number or, for some chats, "Score: N", "N/10", "... N out of
+10." or "**N**"; the noise kinds `empty`, `unclosed_think` and `think` apply as below. All draws are seeded by
+(seed, kind, chat).
+
 Noise: rates (0..1) per kind in `noise`, each decided by a hash of (seed, kind, chat), so a chat always gets the same
 reply (repeats of a request get identical answers, like greedy decoding). Kinds, applied to both kinds of reply:
   readable variants (a parser should read the answer): bold_tags (**[ANSWER]**), lowercase_tags ([answer]),
@@ -95,6 +107,22 @@ DEFAULT_RULE_FEATURES = 3
 MM_SAMPLE_SIZE, MM_SAMPLE_SEED, MM_TRIES = 3000, 42, 50
 LINE_CACHE_SIZE = 200_000
 TRAILING_PROSE = "I hope this helps; tell me if you would like me to go through any detail again."
+TESTABILITY_NOISE = 0.3  # share of ratings moved one point up or down
+TESTABILITY_KINDS = ("known_seed", "misjudge_rate")
+DEFAULT_MISJUDGE_RATE = 0.15
+TESTABILITY_FORMS = (
+    "{}",
+    "{}",
+    "{}",
+    "{}",
+    "{}",
+    "{}",
+    "Score: {}",
+    "{}/10",
+    "I would rate it {} out of 10.",
+    "**{}**",
+)
+_TESTABILITY_SCALE = re.compile(r"(?<![\d.])0\s*(?:-|–|to)\s*10(?![\d])")
 
 _PETS = frozenset({"dog", "cat"})
 _CHILDREN = frozenset({"boy", "girl", "baby"})
@@ -519,6 +547,16 @@ class RuleRespondent:
         self.think = bool(self.settings.get("think", False))
         self.predictor = {k: float(v) for k, v in (self.settings.get("predictor") or {}).items()}
         self.noise = {k: float(v) for k, v in (self.settings.get("noise") or {}).items()}
+        testability = dict(self.settings.get("testability") or {})
+        unknown = sorted(set(testability) - set(TESTABILITY_KINDS))
+        if unknown:
+            raise ConfigError(f"synthetic.simulatability.testability.{unknown[0]}: unknown; known: {TESTABILITY_KINDS}")
+        self.known_seed = int(testability.get("known_seed", 0))
+        self.misjudge_rate = float(testability.get("misjudge_rate", DEFAULT_MISJUDGE_RATE))
+        if not 0 <= self.misjudge_rate <= 1:
+            raise ConfigError(
+                f"synthetic.simulatability.testability.misjudge_rate: rate {self.misjudge_rate} is not in [0, 1]"
+            )
         for where, rates, known in (("predictor", self.predictor, PREDICTOR_KINDS), ("noise", self.noise, NOISE_KINDS)):
             for kind, rate in rates.items():
                 if kind not in known:
@@ -619,6 +657,8 @@ class RuleRespondent:
         chat = json.dumps(list(messages), sort_keys=True)
         if len(records) == 1 and _has_tag(text, "EXPLANATION"):
             return self._reference(text, records[0], chat)
+        if len(records) == 2 and is_testability_question(text):
+            return self._testability(records, text, chat)
         return self._prediction(text, records, chat)
 
     # -- reference -------------------------------------------------------------------------------------------------
@@ -661,6 +701,38 @@ class RuleRespondent:
         if self._roll("flip_rate", chat, self.predictor):
             answer = options[1 - options.index(answer)]
         return self._format(text, {"ANSWER": answer, "CONFIDENCE": confidence}, PREDICTOR_TAGS, options, thinking, chat)
+
+    # -- testability rating ----------------------------------------------------------------------------------------
+    def known_rule(self, dataset: str) -> Rule:
+        """The rule the testability rater knows: that of the references' seed (`testability.known_seed`)."""
+        if self.known_seed == self.seed:
+            return self.rule(dataset)
+        cache = self.__dict__.setdefault("_known", {})
+        if dataset not in cache:
+            settings = {"rule_features": self.n_features}
+            cache[dataset] = RuleRespondent(settings, self.known_seed, [dataset]).rule(dataset)
+        return cache[dataset]
+
+    def _testability(self, records: list[Record], text: str, chat: str) -> str:
+        dataset = records[-1].dataset
+        misjudge = _unit(self.seed, "testability_misjudge", chat) < self.misjudge_rate
+        score = rate_testability(read_rule(text, dataset), self.known_rule(dataset), records[-1].values, misjudge)
+        draw = _unit(self.seed, "testability_noise", chat)
+        if draw < TESTABILITY_NOISE / 2:
+            score = max(0, score - 1)
+        elif draw > 1 - TESTABILITY_NOISE / 2:
+            score = min(10, score + 1)
+        roll = {kind: self._roll(kind, chat) for kind in ("empty", "unclosed_think", "think")}
+        if roll["empty"]:
+            return ""
+        thinking = f"Taking the stated rule at its word for the second {self._subject(dataset)}, I rate it {score}."
+        if roll["unclosed_think"]:
+            return f"<think>\n{thinking[: max(1, len(thinking) // 2)]}"
+        forms = TESTABILITY_FORMS
+        reply = forms[min(len(forms) - 1, int(_unit(self.seed, "testability_form", chat) * len(forms)))].format(score)
+        if self.think or roll["think"]:
+            reply = f"<think>\n{thinking}\n</think>\n\n{reply}"
+        return reply
 
     # -- formatting and noise --------------------------------------------------------------------------------------
     def _format(
@@ -706,9 +778,38 @@ class RuleRespondent:
         return reply
 
 
+def _margin(score: int, threshold: int) -> int:
+    """Points a case would have to lose (or gain) before the rule gives the other answer, minus one."""
+    return score - threshold if score >= threshold else threshold - 1 - score
+
+
 def _confidence(score: int, threshold: int) -> str:
-    margin = score - threshold if score >= threshold else threshold - 1 - score
+    margin = _margin(score, threshold)
     return "LOW" if margin == 0 else "MEDIUM" if margin == 1 else "HIGH"
+
+
+def _unit(seed: int, kind: str, chat: str) -> float:
+    """A number in [0, 1) fixed by (seed, kind, chat)."""
+    digest = hashlib.sha256(f"{seed}|{kind}|{chat}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def is_testability_question(text: str) -> bool:
+    """A request for a 0-10 rating (a scale written "0 to 10" or "0-10") that asks for no tagged answer."""
+    return _TESTABILITY_SCALE.search(text) is not None and not _has_tag(text, "ANSWER")
+
+
+def rate_testability(stated: Rule | None, known: Rule, counterfactual: Any, misjudge: bool = False) -> int:
+    """The synthetic rater's score before the one-point noise: 1 when no rule can be read (too vague to apply);
+    else, when the stated rule gives the counterfactual the known rule's answer (the reverse when `misjudge`),
+    7 + its margin there capped at 3 (7..10), otherwise 3 when the counterfactual sits on the stated threshold and 2
+    when not."""
+    if stated is None:
+        return 1
+    margin = _margin(stated.score(counterfactual), stated.threshold)
+    if (stated.decide(counterfactual) == known.decide(counterfactual)) != misjudge:
+        return 7 + min(margin, 3)
+    return 3 if margin == 0 else 2
 
 
 def _tag_pattern(tag: str) -> re.Pattern[str]:
