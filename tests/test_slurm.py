@@ -48,7 +48,7 @@ TINY = {
         "bootstrap": {"resamples": 50, "seed": 0},
     },
 }
-INFERENCE_RULES = {"sce_predict", "sce_elicit"}
+INFERENCE_RULES = {"sce_predict", "sce_elicit", "sce_requery"}  # the default config verifies by lookup and requery
 SLURM_RULES = {*INFERENCE_RULES, "sce_score"}
 LOCAL_RULES = {"sce_grid", "sce_summary", "sce_plot", "sce_plot_boundary", "usage_summary", "all"}
 WORKFLOW_TIMEOUT_S = 240
