@@ -288,25 +288,10 @@ SIDE_SUBCATEGORY = "3 Side analyses"
 SIDE_CAPTION = "../workflow/report/sim_side.rst"
 
 
-# simulatability.compare_references, checked against the references when the workflow is parsed.
+# simulatability.compare_references (checked against the references in selfexplain.simulatability.config).
 SIM_SIDE_COMPARISONS = (
     [list(p) for p in SIM["compare_references"]] if sim_references() else []
 )
-for _pair in SIM_SIDE_COMPARISONS:
-    _bad = [n for n in _pair if n not in sim_references()]
-    if _bad or _pair[0] == _pair[1]:
-        _reason = (
-            f"{_bad} not in simulatability.references"
-            if _bad
-            else "names the same model twice"
-        )
-        sys.exit(
-            exit_message(
-                ConfigError(
-                    f"config simulatability.compare_references: {_pair} {_reason}"
-                )
-            )
-        )
 SIM_SIDE_OBSERVATIONS = [
     result_path(f"simulatability/{r}/observations.parquet") for r in sim_references()
 ]

@@ -137,6 +137,43 @@ def test_a_study_left_out_is_checked_for_shape_not_names(workdir):
             lambda c: c["simulatability"]["moral_machines"].update(scenarios="many"),
             r"config\.simulatability\.moral_machines\.scenarios: 'many' is not of type 'integer'",
         ),
+        # keys of issues 9 and 10
+        (lambda c: c.update(results_dir=3), r"config\.results_dir: 3 is not of type 'string'"),
+        (lambda c: c.update(transcripts={"sample": -1}), r"config\.transcripts\.sample: -1 is less than"),
+        (lambda c: c.update(transcripts={"colour": "red"}), r"config\.transcripts: Additional properties"),
+        (
+            lambda c: c["sce"].update(verify=["lookup", "ask"]),
+            r"config\.sce\.verify",
+        ),
+        (
+            lambda c: c["sce"].update(distance_convention="paper"),
+            r"config\.sce\.distance_convention: 'paper' is not one of \['ours', 'original'\]",
+        ),
+        (
+            lambda c: c["simulatability"].update(compare_references=[["synthetic-truthful"]]),
+            r"config\.simulatability\.compare_references\[0\]",
+        ),
+        (
+            lambda c: c["simulatability"].update(compare_references=[["synthetic-truthful", "synthetic-reader-a"]]),
+            r"config\.simulatability\.compare_references\[0\]: \['synthetic-reader-a'\] not in "
+            r"simulatability\.references",
+        ),
+        (
+            lambda c: c["simulatability"].update(compare_references=[["synthetic-exact", "synthetic-exact"]]),
+            r"config\.simulatability\.compare_references\[0\]: .* names the same model twice",
+        ),
+        (
+            lambda c: c["simulatability"]["testability"].update(predictor="synthetic-truthful"),
+            r"testability\.predictor.*synthetic-truthful",
+        ),
+        (
+            lambda c: c["simulatability"]["testability"].update(enabled="yes"),
+            r"config\.simulatability\.testability\.enabled: 'yes' is not of type 'boolean'",
+        ),
+        (
+            lambda c: c["simulatability"]["side"].update(feature_min_changed=-5),
+            r"config\.simulatability\.side\.feature_min_changed: -5 is less than",
+        ),
     ],
 )
 def test_bad_config_values_are_named(workdir, change, expected):

@@ -58,6 +58,13 @@ def check_section(section: dict[str, Any]) -> None:
             f"config.simulatability.testability.predictor: {scorer} is not one of the predictors "
             f"{section['predictors']}; name one of them (null: the first)"
         )
+    for i, pair in enumerate(section["compare_references"] if section["references"] else []):
+        where = f"config.simulatability.compare_references[{i}]"
+        missing = [name for name in pair if name not in section["references"]]
+        if missing:
+            raise ConfigError(f"{where}: {missing} not in simulatability.references {section['references']}")
+        if pair[0] == pair[1]:
+            raise ConfigError(f"{where}: {pair} names the same model twice; compare two different catalog entries")
     hamming = section["hamming"]
     if hamming["min_group_size"] > hamming["max_group_size"]:
         raise ConfigError(
