@@ -204,8 +204,14 @@ class Browser:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             frame = await self._child_frame(exclude)
-            if frame and await self.frame_text(frame):
-                return frame
+            try:
+                if frame and await self.frame_text(frame):
+                    return frame
+            except RuntimeError as exc:
+                # The frame navigated (its first blank document replaced by the result) between creating our
+                # reading context and using it: the context is gone, so look again.
+                if "context" not in str(exc).lower() and "frame" not in str(exc).lower():
+                    raise
             await asyncio.sleep(0.1)
         raise TimeoutError("timed out waiting for the result's frame")
 
