@@ -274,6 +274,7 @@ def test_template_fills_with_the_predictor_fields_and_is_checked(tmp_path):
         "raw": {"sources": {}},
         "hamming": {"min_group_size": 5, "max_group_size": 10},
         "testability": {"enabled": True, "predictor": None},
+        "compare_references": [],
     }
     shutil.copytree(PROMPTS, tmp_path / "prompts")
     check_section(section)
