@@ -155,3 +155,74 @@ def test_a_rerun_reads_the_journal(tmp_path):
     assert journal.read_text().splitlines() == lines
     pd.testing.assert_frame_equal(first.drop(columns="latency_s"), again.drop(columns="latency_s"))
     assert {json.loads(line)["key"] for line in lines} == set(first["request_key"])
+
+
+def test_run_stage_writes_each_stage_with_its_provenance(tmp_path):
+    """The one file-level step of the three inference rules: the table is the stage's own function's, and the
+    provenance names the model, the stage, its settings, what was skipped and every template it rendered."""
+    from selfexplain.io import read_provenance, read_table, write_parquet
+    from selfexplain.simulatability.steps import run_stage
+    from selfexplain.simulatability.testability import testability_scores
+
+    def entry_json(name: str, **simulatability) -> str:
+        return json.dumps(
+            {"backend": "synthetic", "model_id": f"x/{name}", "synthetic": {"simulatability": simulatability}}
+        )
+
+    write_parquet(_eval_set(), tmp_path / "eval_set.parquet")
+    inputs = {"eval_set": tmp_path / "eval_set.parquet", "reference": tmp_path / "reference.parquet"}
+
+    def params(model: str, journal: str, **extra) -> dict:
+        return {"model": model, "prompt_dir": PROMPTS, "journal": tmp_path / journal, "progress": False, **extra}
+
+    ref_json = entry_json("ref", explanation="truthful")
+    reference = run_stage(
+        "sim_reference", {"reference": "ref"}, inputs, params(ref_json, "ref.jsonl"), tmp_path / "reference.parquet"
+    )
+    conditions = ["with_explanation", "cot"]
+    wildcards = {"reference": "ref", "predictor": "pred"}
+    predictions = run_stage(
+        "sim_predict",
+        wildcards,
+        inputs,
+        params(entry_json("pred"), "pred.jsonl", conditions=conditions, repeats=2),
+        tmp_path / "predictions.parquet",
+    )
+    rater_json = entry_json("pred", testability={"misjudge_rate": 0.0})
+    ratings = run_stage("sim_testability", wildcards, inputs, params(rater_json, "t.jsonl"), tmp_path / "t.parquet")
+
+    # each table is the stage function's (the journals answer the second asking), and is what was written
+    entry = _entry("ref", explanation="truthful")
+    again = reference_answers(entry, make_backend(entry), _eval_set(), PROMPTS, tmp_path / "ref.jsonl", progress=False)
+    pd.testing.assert_frame_equal(reference.drop(columns="latency_s"), again.drop(columns="latency_s"))
+    rater = _entry("pred", testability={"misjudge_rate": 0.0})
+    rated = testability_scores(
+        rater, make_backend(rater), "ref", _eval_set(), again, PROMPTS, tmp_path / "t.jsonl", False
+    )
+    pd.testing.assert_series_equal(ratings["score"], rated["score"])
+    for table, name in ((reference, "reference"), (predictions, "predictions"), (ratings, "t")):
+        pd.testing.assert_frame_equal(read_table(tmp_path / f"{name}.parquet"), table, check_dtype=False)
+
+    ref_prov = read_provenance(tmp_path / "reference.parquet")
+    assert ref_prov["stage"] == "sim_reference" and ref_prov["model"] == "ref"
+    assert ref_prov["eval_set"] == str(tmp_path / "eval_set.parquet") and "skipped" not in ref_prov
+    assert set(ref_prov["templates"]) == {
+        "reference_answer_first/heart_disease",
+        "reference_answer_last/heart_disease",
+    }
+    pred_prov = read_provenance(tmp_path / "predictions.parquet")
+    assert (pred_prov["stage"], pred_prov["model"], pred_prov["reference"]) == ("sim_predict", "pred", "ref")
+    assert pred_prov["conditions"] == conditions and pred_prov["repeats"] == 2
+    assert pred_prov["skipped"] == predictions.attrs["skipped"] == {"centre_unreadable": 0, "no_thinking": 8}
+    assert list(pred_prov)[-5:] == ["reference", "conditions", "repeats", "skipped", "templates"]
+    assert set(pred_prov["templates"]) == {"predictor_with_explanation/heart_disease", "predictor_cot/heart_disease"}
+    t_prov = read_provenance(tmp_path / "t.parquet")
+    assert (t_prov["stage"], t_prov["reference"], list(t_prov["templates"])) == (
+        "sim_testability",
+        "ref",
+        ["testability/heart_disease"],
+    )
+    assert t_prov["skipped"] == {"centre_unreadable": 0, "no_explanation": 0}
+    assert t_prov["templates"]["testability/heart_disease"]["sha256"]
+    with pytest.raises(ValueError, match="unknown simulatability stage 'sim_metrics'"):
+        run_stage("sim_metrics", wildcards, inputs, params(ref_json, "x.jsonl"), tmp_path / "x.parquet")

@@ -1,8 +1,10 @@
-"""Transcripts: the page escapes model text and has its filters, flagged cases are always chosen (up to the cap),
-every file has one schema, one pandas call reads them all, and the sce rows' rebuilt prompts are what was sent."""
+"""Transcripts: the page escapes model text and has a filter for each flag its study's rows can set (none for
+another study's), flagged cases are always chosen (up to the cap), every file has one schema, one pandas call reads
+them all, and the sce rows' rebuilt prompts are what was sent."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -11,9 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from selfexplain import transcripts as tr
+from selfexplain.io import read_provenance, write_parquet
 from tests.conftest import REPO
 
 EVIL = '<script>alert("pwned")</script> & <b>bold</b>'
+SCE_ENTRY = {
+    "backend": "synthetic",
+    "model_id": "test/timid",
+    "system_prompt": "Be brief.",
+    "synthetic": {"sce": {"counterfactual": "timid", "noise": {"malformed_json": 0.05}}},
+}
+WITH, WITHOUT = "with_explanation", "without_explanation"
 
 
 def _turn(case: str, **extra) -> dict:
@@ -175,15 +185,7 @@ def sce_run(tmp_path_factory):
     from selfexplain.tabular.grids import build_grid
 
     tmp = tmp_path_factory.mktemp("sce")
-    entry = parse_entry(
-        "timid",
-        {
-            "backend": "synthetic",
-            "model_id": "test/timid",
-            "system_prompt": "Be brief.",
-            "synthetic": {"sce": {"counterfactual": "timid", "noise": {"malformed_json": 0.05}}},
-        },
-    )
+    entry = parse_entry("timid", SCE_ENTRY)
     spec = load_dataset_spec("income")
     grid = build_grid(spec)
     prompts = REPO / "config/prompts/sce"
@@ -230,3 +232,120 @@ def test_config_default_and_readme_document_the_call():
     schema = (REPO / "workflow/schemas/config.schema.yaml").read_text()
     assert "max_flagged" in schema
     assert 'pd.read_parquet("results/transcripts/")' in (REPO / "README.md").read_text()
+
+
+# -- each study's page offers only the filters its rows can set -------------------------------------------------------
+def test_page_filters_are_the_flags_counted():
+    table = tr.frame_of([_turn("a", failure=True, sampled_because="failure"), _turn("b", invalid=True)])
+    page = tr.render_page(table, "t", {"failure": 3, "invalid": 1}, n_cases=10)
+    assert 'data-filter="invalid"' in page and "invalid counterfactuals (1 of 1)" in page
+    assert 'data-filter="egregious"' not in page and "data-egregious" not in page
+    assert re.findall(r'<section class="case" ([^>]*)>', page) == [
+        'data-failure="1" data-invalid="0"',
+        'data-failure="0" data-invalid="1"',
+    ]
+
+
+def test_a_flag_outside_the_study_chooses_nothing_and_is_not_counted():
+    cases = _cases(50, failures=(1, 2), egregious=(3, 4), invalid=(5,))
+    reasons = tr.choose_cases(cases, sample=0, max_flagged=10, seed=0, flags=["failure", "invalid"])
+    assert dict(reasons) == {"c0001": "failure", "c0002": "failure", "c0005": "invalid"}
+    assert tr.flag_counts(cases, ["failure", "egregious"]) == {"failure": 2, "egregious": 2}
+
+
+def _sim_run(tmp_path):
+    """A small simulatability run on disk (reference, one predictor, observations) and its catalog entries."""
+    from selfexplain.simulatability.steps import run_stage, score_reference
+    from tests.test_sim_answers import PROMPTS, _eval_set
+
+    def entry_json(name: str, **simulatability) -> str:
+        blob = {"backend": "synthetic", "model_id": f"x/{name}", "synthetic": {"simulatability": simulatability}}
+        return json.dumps(blob)
+
+    ref_json, pred_json = entry_json("ref", explanation="truthful"), entry_json("pred", predictor={"flip_rate": 0.3})
+    write_parquet(_eval_set(), tmp_path / "eval_set.parquet")
+    inputs = {"eval_set": tmp_path / "eval_set.parquet", "reference": tmp_path / "reference.parquet"}
+    common = {"prompt_dir": PROMPTS, "progress": False}
+    ref_params = {"model": ref_json, "journal": tmp_path / "r.jsonl", **common}
+    run_stage("sim_reference", {"reference": "ref"}, inputs, ref_params, tmp_path / "reference.parquet")
+    pred_params = {"model": pred_json, "journal": tmp_path / "p.jsonl", "conditions": [WITH, WITHOUT], "repeats": 2}
+    wildcards = {"reference": "ref", "predictor": "pred"}
+    run_stage("sim_predict", wildcards, inputs, {**pred_params, **common}, tmp_path / "predictions.parquet")
+    paths = [tmp_path / "predictions.parquet"]
+    bootstrap = {"resamples": 0, "seed": 0}
+    score_reference(
+        "ref",
+        inputs["eval_set"],
+        inputs["reference"],
+        paths,
+        {"pred": None},
+        bootstrap,
+        tmp_path / "m.json",
+        tmp_path / "o.parquet",
+    )
+    return ref_json, pred_json, PROMPTS
+
+
+def test_sim_page_has_no_invalid_filter_and_the_sce_page_has_one(sce_run, tmp_path):
+    from selfexplain.sce.transcripts import build as sce_build
+    from selfexplain.simulatability.transcripts import build as sim_build
+
+    ref_json, pred_json, prompts = _sim_run(tmp_path)
+    out = tmp_path / "transcripts"
+    sim = sim_build(
+        "ref",
+        ref_json,
+        {"pred": pred_json},
+        tmp_path / "eval_set.parquet",
+        tmp_path / "reference.parquet",
+        [tmp_path / "predictions.parquet"],
+        tmp_path / "o.parquet",
+        prompts,
+        out / "simulatability/ref.parquet",
+        tmp_path / "sim.html",
+        tr.Sampling(sample=2, max_flagged=3, seed=1),
+    )
+    _, _, predictions, table, scores, first, followup = sce_run
+    for frame, name in ((predictions, "p"), (table, "c"), (scores, "s")):
+        write_parquet(frame, tmp_path / f"{name}.parquet")
+    sce = sce_build(
+        "timid",
+        json.dumps(SCE_ENTRY),
+        "income",
+        "minimal",
+        *(tmp_path / f"{name}.parquet" for name in ("p", "c", "s")),
+        first.path,
+        followup.path,
+        out / "sce/timid.parquet",
+        tmp_path / "sce.html",
+        tr.Sampling(sample=2, max_flagged=3, seed=1),
+    )
+    sim_page, sce_page = (tmp_path / "sim.html").read_text(), (tmp_path / "sce.html").read_text()
+    assert 'data-filter="egregious"' in sim_page and 'data-filter="failure"' in sim_page
+    assert 'data-filter="invalid"' not in sim_page and "data-invalid" not in sim_page
+    assert "invalid counterfactuals" not in sim_page
+    assert 'data-filter="invalid"' in sce_page and 'data-filter="failure"' in sce_page
+    assert 'data-filter="egregious"' not in sce_page and "data-egregious" not in sce_page
+    n_invalid = int((scores["valid"] == 0).sum())
+    shown = re.search(rf"invalid counterfactuals \((\d+) of {n_invalid}\)", sce_page)
+    assert shown and 3 <= int(shown.group(1)) <= 3 + 2  # the cap, and the sample may add some
+    # the notes name the study's flags in its words; the provenance counts only those flags
+    assert re.search(r"Flags in the whole run: \d+ failures, \d+ invalid counterfactuals; cap 3", sce_page)
+    assert re.search(r"Flags in the whole run: \d+ pairs with a failure, \d+ egregious pairs", sim_page)
+    assert set(read_provenance(out / "sce/timid.parquet")["flagged"]) == {"failure", "invalid"}
+    assert set(read_provenance(out / "simulatability/ref.parquet")["flagged"]) == {"failure", "egregious"}
+    # one schema still: both files read in one call, and the flag a study cannot set is false in its rows
+    everything = pd.read_parquet(out)
+    assert list(everything.columns) == list(tr.COLUMNS) and len(everything) == len(sim) + len(sce)
+    assert not everything.loc[everything["study"] == "simulatability", "invalid"].any()
+    assert not everything.loc[everything["study"] == "sce", "egregious"].any()
+    assert everything[["failure", "egregious", "invalid"]].notna().all().all()  # false, not null
+
+
+def test_sampling_is_the_config_block():
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    defaults = {k: v["default"] for k, v in schema["properties"]["transcripts"]["properties"].items()}
+    assert tr.Sampling.of(defaults) == tr.Sampling()
+    assert tr.Sampling.of({"enabled": True, "sample": 3, "max_flagged": 4, "seed": 5}) == tr.Sampling(3, 4, 5)

@@ -1,8 +1,9 @@
 """Transcripts a researcher can read: sampled chats in full, as one table and one self-contained HTML page per run.
 
 The metrics say how often a model fails; a transcript shows how. Each study builds its rows
-(`selfexplain.sce.transcripts`, `selfexplain.simulatability.transcripts`); this module owns what both share: the
-table's schema, the seeded choice of cases, and the page.
+(`selfexplain.sce.transcripts`, `selfexplain.simulatability.transcripts`) and declares the flags its rows can set
+(`FLAGS` there: flag -> what it counts, in words); this module owns what both share: the table's schema, the seeded
+choice of cases, the run's notes, and the page, whose filters are the run's flags only.
 
 Table (one row per turn of a chat; every file of every study has the same columns and types, so
 `pd.read_parquet("results/transcripts/")` reads them all):
@@ -13,7 +14,9 @@ Table (one row per turn of a chat; every file of every study has the same column
   sampled_because      str    comma-separated reasons the case is shown: failure, egregious, invalid, random
   failure              bool   some turn of the case has no readable answer (parse or request failure)
   egregious            bool   simulatability: every predictor gave the same wrong answer with the explanation
-  invalid              bool   sce: the counterfactual was scored and does not reach the target label
+                              (always false in sce)
+  invalid              bool   sce: the counterfactual was scored and does not reach the target label (always false
+                              in simulatability)
   chat                 str    the chat within the case
   turn                 int64  1-based position of the turn in its chat (earlier turns are earlier rows)
   stage                str    first_pass / followup (sce); reference / predictor (simulatability)
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +96,21 @@ _PANDAS = {_STR: "string", _BOOL: "boolean", pa.int64(): "Int64", _FLOAT: "Float
 _DTYPES = {f.name: _PANDAS[f.type] for f in SCHEMA}
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Which cases of a run are shown (config `transcripts`): every flagged case up to `max_flagged` per flag, plus
+    `sample` cases drawn from all of them, seeded by `seed`."""
+
+    sample: int = 50
+    max_flagged: int = 50
+    seed: int = 0
+
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> Sampling:
+        """From the config's `transcripts` block (its other keys, such as `enabled`, are not about sampling)."""
+        return cls(int(settings["sample"]), int(settings["max_flagged"]), int(settings["seed"]))
+
+
 def text(value: Any) -> str | None:
     """A table cell as text, or None when it is null."""
     if value is None or value is pd.NA:
@@ -110,17 +129,19 @@ def frame_of(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def choose_cases(cases: pd.DataFrame, sample: int, max_flagged: int, seed: int) -> pd.Series:
-    """Which cases to show, and why: every case with a flag (failure, egregious, invalid) up to `max_flagged` per
-    flag, plus `sample` cases drawn from all of them. `cases` has one row per case: `case` and the flag columns.
-    Draws are seeded and depend only on the sorted case names, not on their order. Returns case -> reasons
+def choose_cases(
+    cases: pd.DataFrame, sample: int, max_flagged: int, seed: int, flags: Sequence[str] = FLAGS
+) -> pd.Series:
+    """Which cases to show, and why: every case with one of `flags` up to `max_flagged` per flag, plus `sample`
+    cases drawn from all of them. `cases` has one row per case: `case` and the flag columns (a missing one flags
+    nothing). Draws are seeded and depend only on the sorted case names, not on their order. Returns case -> reasons
     ("failure,random"), for the chosen cases only, in sorted case order."""
     names = np.array(sorted(cases["case"].astype(str)), dtype=object)
-    flags = cases.set_index(cases["case"].astype(str)).reindex(names)
+    marks = cases.set_index(cases["case"].astype(str)).reindex(names)
     rng = np.random.default_rng(seed)
     reasons: dict[str, list[str]] = {}
-    for flag in FLAGS:
-        marked = names[flags[flag].fillna(False).to_numpy(dtype=bool)] if flag in flags else names[:0]
+    for flag in flags:
+        marked = names[marks[flag].fillna(False).to_numpy(dtype=bool)] if flag in marks else names[:0]
         if len(marked) > max_flagged:
             marked = marked[np.sort(rng.choice(len(marked), size=max_flagged, replace=False))]
         for name in marked:
@@ -131,18 +152,55 @@ def choose_cases(cases: pd.DataFrame, sample: int, max_flagged: int, seed: int) 
     return pd.Series({n: ",".join(reasons[n]) for n in names if n in reasons}, dtype="string")
 
 
-def flag_counts(cases: pd.DataFrame) -> dict[str, int]:
-    """Cases of the whole run carrying each flag (shown on the page beside the cases sampled)."""
-    return {flag: int(cases[flag].fillna(False).astype(bool).sum()) if flag in cases else 0 for flag in FLAGS}
+def flag_counts(cases: pd.DataFrame, flags: Sequence[str] = FLAGS) -> dict[str, int]:
+    """Cases of the whole run carrying each of `flags` (shown on the page beside the cases sampled)."""
+    return {flag: int(cases[flag].fillna(False).astype(bool).sum()) if flag in cases else 0 for flag in flags}
 
 
-def select(turns: pd.DataFrame, cases: pd.DataFrame, sample: int, max_flagged: int, seed: int) -> pd.DataFrame:
+def select(
+    turns: pd.DataFrame, cases: pd.DataFrame, sample: int, max_flagged: int, seed: int, flags: Sequence[str] = FLAGS
+) -> pd.DataFrame:
     """The turns of the chosen cases with their reasons, as a transcripts table in (case, chat, turn) order."""
-    reasons = choose_cases(cases, sample, max_flagged, seed)
+    reasons = choose_cases(cases, sample, max_flagged, seed, flags)
     chosen = turns[turns["case"].astype(str).isin(set(reasons.index))].copy()
     chosen["sampled_because"] = chosen["case"].astype(str).map(reasons)
     chosen = chosen.sort_values(["case", "chat", "turn"], kind="stable").reset_index(drop=True)
     return frame_of(chosen.to_dict("records"))
+
+
+def write_sample(
+    turns: pd.DataFrame,
+    cases: pd.DataFrame,
+    flags: Mapping[str, str],
+    title: str,
+    header: str,
+    provenance: dict[str, Any],
+    table_out: str | Path,
+    page_out: str | Path,
+    sampling: Sampling,
+) -> pd.DataFrame:
+    """A study's run, from all its turns and cases: choose the cases (`select`), then write the table and the page
+    with the notes every run gets (`header`, the flags of the whole run in the study's words, whether the rebuilt
+    prompts are what was sent), and the sampling added to the study's `provenance`. `flags`: the flags the study's
+    rows can set -> what each counts, in words."""
+    sample, max_flagged, seed = sampling.sample, sampling.max_flagged, sampling.seed
+    table = select(turns, cases, sample, max_flagged, seed, list(flags))
+    counts = flag_counts(cases, list(flags))
+    flagged = ", ".join(f"{counts[flag]} {words}" for flag, words in flags.items())
+    unverified = int((~table["prompt_verified"].fillna(False)).sum())
+    notes = [
+        header,
+        f"Flags in the whole run: {flagged}; cap {max_flagged} shown per flag; sample {sample}, seed {seed}.",
+        "Prompts are rebuilt with the prompt functions of the inference steps; "
+        + (
+            "every shown chat hashes to its stored journal key."
+            if unverified == 0
+            else f"{unverified} shown turns do not hash to their stored journal key (templates or catalog edited?)."
+        ),
+    ]
+    settings = {"seeds": {"sample": seed}, "sample": sample, "max_flagged": max_flagged}
+    write_run(table, table_out, page_out, title, counts, len(cases), {**provenance, **settings}, notes)
+    return table
 
 
 # -- page ----------------------------------------------------------------------------------------------------------
@@ -223,9 +281,9 @@ def _turn_html(row: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _case_html(case: str, turns: pd.DataFrame) -> str:
+def _case_html(case: str, turns: pd.DataFrame, flags: Sequence[str]) -> str:
     first = turns.iloc[0]
-    attrs = " ".join(f'data-{flag}="{int(_flag(first[flag]))}"' for flag in FLAGS)
+    attrs = " ".join(f'data-{flag}="{int(_flag(first[flag]))}"' for flag in flags)
     badges = "".join(
         f'<span class="badge b-{_e(reason)}">{_e(reason)}</span>'
         for reason in (text(first["sampled_because"]) or "").split(",")
@@ -245,22 +303,24 @@ def _case_html(case: str, turns: pd.DataFrame) -> str:
 def render_page(
     table: pd.DataFrame, title: str, counts: Mapping[str, int], n_cases: int, notes: Sequence[str] = ()
 ) -> str:
-    """A self-contained HTML page (no external scripts or styles) of a transcripts table: one section per case,
-    filter buttons for failures, egregious cases, invalid counterfactuals and all. Every piece of text from the
-    table is escaped, so a model that writes `<script>` shows it as text."""
+    """A self-contained HTML page (no external scripts or styles) of a transcripts table: one section per case, a
+    filter button for all and one for each flag in `counts` (cases of the whole run per flag: only the flags the
+    study's rows can set, as one no row can carry would always show 0 of 0). Every piece of text from the table is
+    escaped, so a model that writes `<script>` shows it as text."""
+    flags = list(counts)
     cases = list(dict.fromkeys(table["case"].astype(str)))
-    shown = {flag: int(table.drop_duplicates("case")[flag].fillna(False).astype(bool).sum()) for flag in FLAGS}
+    shown = {flag: int(table.drop_duplicates("case")[flag].fillna(False).astype(bool).sum()) for flag in flags}
     buttons = [f'<button data-filter="all" class="on" onclick="show(\'all\')">all ({len(cases)})</button>']
-    for flag in FLAGS:
+    for flag in flags:
         buttons.append(
             f'<button data-filter="{flag}" onclick="show(\'{flag}\')">{FLAG_TITLES[flag]} '
-            f"({shown[flag]} of {counts.get(flag, 0)})</button>"
+            f"({shown[flag]} of {counts[flag]})</button>"
         )
     meta = [
         f"{len(cases)} of {n_cases} cases shown: every case with a flag (up to the cap) and a seeded sample.",
         *notes,
     ]
-    sections = [_case_html(case, turns) for case, turns in table.groupby("case", sort=False)]
+    sections = [_case_html(case, turns, flags) for case, turns in table.groupby("case", sort=False)]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>"
@@ -284,7 +344,8 @@ def write_run(
     provenance: dict[str, Any],
     notes: Sequence[str] = (),
 ) -> None:
-    """Write a run's transcripts table (Parquet, with SCHEMA) and its page, both atomically."""
+    """Write a run's transcripts table (Parquet, with SCHEMA) and its page (filters: the flags in `counts`), both
+    atomically."""
     from selfexplain.io import atomic_path, write_parquet
 
     write_parquet(

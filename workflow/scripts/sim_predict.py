@@ -7,18 +7,6 @@ if __name__ == "__main__":
 
     to_log_file(snakemake.log[0])
 
-    from selfexplain.simulatability.steps import run_predict
+    from selfexplain.simulatability.steps import run_stage
 
-    run_predict(
-        reference=snakemake.wildcards.reference,
-        predictor=snakemake.wildcards.predictor,
-        entry_json=snakemake.params.model,
-        eval_set_path=snakemake.input.eval_set,
-        reference_path=snakemake.input.reference,
-        prompt_dir=snakemake.params.prompt_dir,
-        journal=snakemake.params.journal,
-        out=snakemake.output[0],
-        conditions=snakemake.params.conditions,
-        repeats=snakemake.params.repeats,
-        progress=snakemake.params.progress,
-    )
+    run_stage("sim_predict", snakemake.wildcards, snakemake.input, snakemake.params, snakemake.output[0])

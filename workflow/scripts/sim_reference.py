@@ -6,14 +6,6 @@ if __name__ == "__main__":
 
     to_log_file(snakemake.log[0])
 
-    from selfexplain.simulatability.steps import run_reference
+    from selfexplain.simulatability.steps import run_stage
 
-    run_reference(
-        model=snakemake.wildcards.reference,
-        entry_json=snakemake.params.model,
-        eval_set_path=snakemake.input.eval_set,
-        prompt_dir=snakemake.params.prompt_dir,
-        journal=snakemake.params.journal,
-        out=snakemake.output[0],
-        progress=snakemake.params.progress,
-    )
+    run_stage("sim_reference", snakemake.wildcards, snakemake.input, snakemake.params, snakemake.output[0])

@@ -7,16 +7,6 @@ if __name__ == "__main__":
 
     to_log_file(snakemake.log[0])
 
-    from selfexplain.simulatability.testability import run_testability
+    from selfexplain.simulatability.steps import run_stage
 
-    run_testability(
-        reference=snakemake.wildcards.reference,
-        predictor=snakemake.wildcards.predictor,
-        entry_json=snakemake.params.model,
-        eval_set_path=snakemake.input.eval_set,
-        reference_path=snakemake.input.reference,
-        prompt_dir=snakemake.params.prompt_dir,
-        journal=snakemake.params.journal,
-        out=snakemake.output[0],
-        progress=snakemake.params.progress,
-    )
+    run_stage("sim_testability", snakemake.wildcards, snakemake.input, snakemake.params, snakemake.output[0])

@@ -5,8 +5,8 @@ from selfexplain.runlog import to_log_file
 to_log_file(snakemake.log[0])
 
 from selfexplain.sce.transcripts import build  # noqa: E402
+from selfexplain.transcripts import Sampling  # noqa: E402
 
-settings = snakemake.params.settings
 build(
     model=snakemake.wildcards.model,
     entry_json=snakemake.params.model,
@@ -19,7 +19,5 @@ build(
     template_path=snakemake.input.template,
     table_out=snakemake.output.table,
     page_out=snakemake.output.page,
-    sample=settings["sample"],
-    max_flagged=settings["max_flagged"],
-    seed=settings["seed"],
+    sampling=Sampling.of(snakemake.params.settings),
 )

@@ -5,8 +5,8 @@ from selfexplain.runlog import to_log_file
 to_log_file(snakemake.log[0])
 
 from selfexplain.simulatability.transcripts import build  # noqa: E402
+from selfexplain.transcripts import Sampling  # noqa: E402
 
-settings = snakemake.params.settings
 build(
     reference=snakemake.wildcards.reference,
     reference_entry_json=snakemake.params.model,
@@ -18,7 +18,5 @@ build(
     prompt_dir=snakemake.params.prompt_dir,
     table_out=snakemake.output.table,
     page_out=snakemake.output.page,
-    sample=settings["sample"],
-    max_flagged=settings["max_flagged"],
-    seed=settings["seed"],
+    sampling=Sampling.of(snakemake.params.settings),
 )

@@ -46,6 +46,44 @@ def make_grid(dataset: str, out: str | Path) -> None:
     log.info("%s grid: %d rows -> %s", dataset, len(grid), out)
 
 
+def _inference(model: str, entry_json: str, dataset: str, *template_paths: str) -> tuple[Any, Any, Any, list[Any]]:
+    """What every inference step starts from: the catalog entry, the grid's spec, the backend and the templates."""
+    from selfexplain.llm.backends import make_backend
+    from selfexplain.llm.catalog import entry_from_json
+    from selfexplain.prompts import template_from_path
+
+    entry = entry_from_json(model, entry_json)
+    return entry, load_dataset_spec(dataset), make_backend(entry), [template_from_path(p) for p in template_paths]
+
+
+def _write_answers(
+    frame: pd.DataFrame,
+    out: str,
+    entry: Any,
+    backend: Any,
+    dataset: str,
+    stage: str,
+    templates: dict[str, Any],
+    status: tuple[str, str],
+    **extra: Any,
+) -> None:
+    """Write an inference step's table with its provenance (model, backend, stage, templates) and log its statuses."""
+    from selfexplain.io import provenance, write_parquet
+    from selfexplain.llm.backends import backend_provenance
+
+    prov = provenance(
+        **entry.provenance(),
+        backend=backend_provenance(backend),
+        dataset=dataset,
+        stage=stage,
+        **extra,
+        templates={role: {"path": str(t.path), "sha256": t.sha256} for role, t in templates.items()},
+    )
+    write_parquet(frame, out, prov)
+    column, label = status
+    log.info("%s status counts: %s", label, frame[column].value_counts().to_dict())
+
+
 def run_predict(
     model: str,
     entry_json: str,
@@ -56,26 +94,13 @@ def run_predict(
     out: str,
     progress: bool = True,
 ) -> None:
-    from selfexplain.io import provenance, read_table, write_parquet
-    from selfexplain.llm.backends import backend_provenance, make_backend
-    from selfexplain.llm.catalog import entry_from_json
-    from selfexplain.prompts import template_from_path
+    from selfexplain.io import read_table
     from selfexplain.sce import elicit as elicitation
 
-    entry = entry_from_json(model, entry_json)
-    spec = load_dataset_spec(dataset)
-    template = template_from_path(template_path)
-    backend = make_backend(entry)
+    entry, spec, backend, (template,) = _inference(model, entry_json, dataset, template_path)
     frame = elicitation.predict(entry, backend, spec, read_table(grid_path), template, journal, progress)
-    prov = provenance(
-        **entry.provenance(),
-        backend=backend_provenance(backend),
-        dataset=dataset,
-        stage="sce_predict",
-        templates={"first_pass": {"path": str(template.path), "sha256": template.sha256}},
-    )
-    write_parquet(frame, out, prov)
-    log.info("answer status counts: %s", frame["answer_status"].value_counts().to_dict())
+    templates = {"first_pass": template}
+    _write_answers(frame, out, entry, backend, dataset, "sce_predict", templates, ("answer_status", "answer"))
 
 
 def run_elicit(
@@ -90,41 +115,18 @@ def run_elicit(
     seed: int,
     progress: bool = True,
 ) -> None:
-    from selfexplain.io import provenance, read_table, write_parquet
-    from selfexplain.llm.backends import backend_provenance, make_backend
-    from selfexplain.llm.catalog import entry_from_json
-    from selfexplain.prompts import template_from_path
+    from selfexplain.io import read_table
     from selfexplain.sce import elicit as elicitation
 
-    entry = entry_from_json(model, entry_json)
-    spec = load_dataset_spec(dataset)
-    first, followup = template_from_path(first_template_path), template_from_path(template_path)
-    backend = make_backend(entry)
+    entry, spec, backend, (first, followup) = _inference(model, entry_json, dataset, first_template_path, template_path)
     frame = elicitation.elicit(
-        entry,
-        backend,
-        spec,
-        read_table(predictions_path),
-        first,
-        followup,
-        journal,
-        seed,
-        progress,
+        entry, backend, spec, read_table(predictions_path), first, followup, journal, seed, progress
     )
-    prov = provenance(
-        **entry.provenance(),
-        backend=backend_provenance(backend),
-        dataset=dataset,
-        stage="sce_elicit",
-        prompt=followup.name,
-        seeds={"target": seed},
-        templates={
-            "first_pass": {"path": str(first.path), "sha256": first.sha256},
-            "followup": {"path": str(followup.path), "sha256": followup.sha256},
-        },
-    )
-    write_parquet(frame, out, prov)
-    log.info("counterfactual status counts: %s", frame["cf_status"].value_counts().to_dict())
+    templates = {"first_pass": first, "followup": followup}
+    _write_answers(
+        frame, out, entry, backend, dataset, "sce_elicit", templates, ("cf_status", "counterfactual"),
+        prompt=followup.name, seeds={"target": seed},
+    )  # fmt: skip
 
 
 def run_requery(
@@ -138,29 +140,16 @@ def run_requery(
     progress: bool = True,
 ) -> None:
     """Ask every readable counterfactual of a run again, as a first-pass question in a fresh chat."""
-    from selfexplain.io import provenance, read_provenance, read_table, write_parquet
-    from selfexplain.llm.backends import backend_provenance, make_backend
-    from selfexplain.llm.catalog import entry_from_json
-    from selfexplain.prompts import template_from_path
+    from selfexplain.io import read_provenance, read_table
     from selfexplain.sce.requery import REPEAT, STATUS, requery
 
-    entry = entry_from_json(model, entry_json)
-    spec = load_dataset_spec(dataset)
-    template = template_from_path(first_template_path)
-    backend = make_backend(entry)
+    entry, spec, backend, (template,) = _inference(model, entry_json, dataset, first_template_path)
     frame = requery(entry, backend, spec, read_table(counterfactuals_path), template, journal, progress)
-    prov = provenance(
-        **entry.provenance(),
-        backend=backend_provenance(backend),
-        dataset=dataset,
-        stage="sce_requery",
-        prompt=read_provenance(counterfactuals_path).get("prompt"),
-        input=str(counterfactuals_path),
+    _write_answers(
+        frame, out, entry, backend, dataset, "sce_requery", {"first_pass": template}, (STATUS, "requery"),
+        prompt=read_provenance(counterfactuals_path).get("prompt"), input=str(counterfactuals_path),
         request_repeat=REPEAT,
-        templates={"first_pass": {"path": str(template.path), "sha256": template.sha256}},
-    )
-    write_parquet(frame, out, prov)
-    log.info("requery status counts: %s", frame[STATUS].value_counts().to_dict())
+    )  # fmt: skip
 
 
 def score_file(
@@ -177,7 +166,7 @@ def score_file(
 ) -> dict[str, Any]:
     """Score a counterfactuals table (ours or an imported original one) and write the per-row and summary files;
     with `requery_path` (a `sce_requery` table) validity by re-query beside lookup."""
-    from selfexplain.io import provenance, read_provenance, read_table, write_json, write_parquet
+    from selfexplain.io import read_provenance, read_table
     from selfexplain.sce.scoring import score_table
     from selfexplain.tabular.grids import build_grid
 
@@ -197,22 +186,14 @@ def score_file(
         requery=requery,
     )
     upstream = read_provenance(table_path) if str(table_path).endswith(".parquet") else {}
-    prov = provenance(
-        dataset=dataset,
-        stage="sce_score",
-        distance=distance,
-        distance_convention=distance_convention,
-        input=str(table_path),
-        requery=str(requery_path) if requery_path else None,
-        model=upstream.get("model"),
-        prompt=upstream.get("prompt"),
-        seeds={"bootstrap": seed},
+    scored = {
+        "requery": str(requery_path) if requery_path else None,
+        "model": upstream.get("model"),
+        "prompt": upstream.get("prompt"),
+    }
+    _write_scores(
+        rows, metrics, scores_out, metrics_out, dataset, distance, distance_convention, table_path, seed, scored
     )
-    metrics["provenance"] = prov
-    if scores_out:
-        write_parquet(rows, scores_out, prov)
-    if metrics_out:
-        write_json(metrics, metrics_out)
     shown = ("validity_percent", "mean_RCF_A", "strict_validity_percent", *REQUERY_SHOWN)
     log.info("%s", {k: metrics[k] for k in shown if k in metrics})
     return metrics
@@ -244,7 +225,32 @@ def score_original_file(
     )
     if not (scores_out or metrics_out or table_out):
         return metrics
+    if table_out:
+        import pandas as pd
 
+        from selfexplain.io import provenance, write_parquet
+
+        imported = provenance(stage="import-original", input=str(results_path), dataset=dataset)
+        write_parquet(pd.DataFrame(columns), table_out, imported)
+    _write_scores(rows, metrics, scores_out, metrics_out, dataset, distance, distance_convention, results_path, seed)
+    return metrics
+
+
+def _write_scores(
+    rows: Any,
+    metrics: dict[str, Any],
+    scores_out: str | Path | None,
+    metrics_out: str | Path | None,
+    dataset: str,
+    distance: str,
+    distance_convention: str,
+    source: str | Path,
+    seed: int,
+    upstream: dict[str, Any] | None = None,
+) -> None:
+    """Both scoring steps' outputs: the provenance of a scored table (also put into `metrics`), then the per-row
+    scores (`rows`: a frame, or columns) and the metrics, each only when asked for. `upstream` (what the scored table
+    came from) goes between the input and the seeds."""
     from selfexplain.io import provenance, write_json
 
     prov = provenance(
@@ -252,23 +258,19 @@ def score_original_file(
         stage="sce_score",
         distance=distance,
         distance_convention=distance_convention,
-        input=str(results_path),
+        input=str(source),
+        **(upstream or {}),
         seeds={"bootstrap": seed},
     )
     metrics["provenance"] = prov
-    if table_out or scores_out:
+    if scores_out:
         import pandas as pd
 
         from selfexplain.io import write_parquet
 
-        if table_out:
-            imported = provenance(stage="import-original", input=str(results_path), dataset=dataset)
-            write_parquet(pd.DataFrame(columns), table_out, imported)
-        if scores_out:
-            write_parquet(pd.DataFrame(rows), scores_out, prov)
+        write_parquet(rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows), scores_out, prov)
     if metrics_out:
         write_json(metrics, metrics_out)
-    return metrics
 
 
 def summarise_runs(metrics_paths: list[str], runs: list[tuple[str, str, str]], out: str | Path) -> pd.DataFrame:

@@ -20,6 +20,8 @@ from selfexplain.prompts import Template
 from selfexplain.tabular.features import DatasetSpec
 
 STUDY = "sce"
+# The flags an sce case can carry (egregious is a simulatability flag: false here), in the page's words.
+FLAGS = {"failure": "failures", "invalid": "invalid counterfactuals"}
 
 
 def run_name(model: str, grid: str, prompt: str) -> str:
@@ -68,7 +70,7 @@ def run_turns(
     first_template: Template,
     followup_template: Template,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(turns, cases) of one run: two turns per grid point, and one row per grid point with its flags."""
+    """(turns, cases) of one run: two turns per grid point, and one row per grid point with its flags (`FLAGS`)."""
     from selfexplain.sce.elicit import first_pass_messages
     from selfexplain.sce.prompts import followup_fields
 
@@ -87,7 +89,7 @@ def run_turns(
         case = f"{spec.name} row {int(row['row_id']):0{width}d}"
         failure = bool(tr.text(row.get("failure"))) or row["answer_status"] != "ok" or row["cf_status"] != "ok"
         invalid = row.get("valid") == 0
-        cases.append({"case": case, "failure": failure, "egregious": False, "invalid": invalid})
+        cases.append({"case": case, "failure": failure, "invalid": invalid})
         messages = first_pass_messages(entry, spec, first_template, row["description"])
         reply = row.get("first_response")
         followup = [
@@ -145,7 +147,7 @@ def run_turns(
                 "request_key": row.get("followup_request_key"),
             }
         )
-    return tr.frame_of(turns), pd.DataFrame(cases)
+    return tr.frame_of(turns), pd.DataFrame(cases, columns=["case", *FLAGS])
 
 
 def build(
@@ -160,9 +162,7 @@ def build(
     template_path: str | Path,
     table_out: str | Path,
     page_out: str | Path,
-    sample: int = 50,
-    max_flagged: int = 50,
-    seed: int = 0,
+    sampling: tr.Sampling,
 ) -> pd.DataFrame:
     """File-level step of the `sce_transcripts` rule: the run's sampled transcripts table and page."""
     from selfexplain.io import provenance, read_table
@@ -182,30 +182,13 @@ def build(
         template_from_path(first_template_path),
         template_from_path(template_path),
     )
-    table = tr.select(turns, cases, sample, max_flagged, seed)
-    counts = tr.flag_counts(cases)
-    unverified = int((~table["prompt_verified"].fillna(False)).sum())
-    notes = [
-        f"sce · model {model} · grid {grid} · follow-up prompt {prompt}.",
-        f"Flags in the whole run: {counts['failure']} failures, {counts['invalid']} invalid counterfactuals "
-        f"(cap {max_flagged} shown per flag; sample {sample}, seed {seed}).",
-        "Prompts are rebuilt with the prompt functions of the inference steps; "
-        + (
-            "every shown chat hashes to its stored journal key."
-            if unverified == 0
-            else f"{unverified} shown turns do not hash to their stored journal key (templates or catalog edited?)."
-        ),
-    ]
     prov = provenance(
         stage="sce_transcripts",
         model=model,
         dataset=grid,
         prompt=prompt,
         inputs=[str(predictions_path), str(counterfactuals_path), str(scores_path)],
-        seeds={"sample": seed},
-        sample=sample,
-        max_flagged=max_flagged,
     )
     title = f"Transcripts: {run_name(model, grid, prompt)}"
-    tr.write_run(table, table_out, page_out, title, counts, len(cases), prov, notes)
-    return table
+    header = f"sce · model {model} · grid {grid} · follow-up prompt {prompt}."
+    return tr.write_sample(turns, cases, FLAGS, title, header, prov, table_out, page_out, sampling)

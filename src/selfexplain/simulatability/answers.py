@@ -10,12 +10,16 @@ reference model's counterfactual answer under each condition — with the explan
 reference's thinking (`cot`), or with the counterfactual alone (`no_reference`) — `repeats` times. Every answer is
 keyed by (pair_id, condition, repeat); nothing is aligned by list position. Tables: see
 `/docs/architecture.md` and the column lists below.
+
+Both, and the testability rubric (`testability.testability_scores`), send their requests and add the reply columns
+through `ask`; `steps.run_stage` is the file-level step of all three.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,34 +78,54 @@ def reference_answers(
     for dataset, answer_first, question in zip(table["dataset"], table["answer_first"], table["question"], strict=True):
         prompt = templates[(bool(answer_first), dataset)].render(reference_fields(dataset, question))
         requests.append(entry.request([*entry.system_messages(), {"role": "user", "content": prompt}]))
-    completions = run_requests(backend, requests, journal_path, f"{entry.name} reference answers", progress)
-    parsed = [parse_reference(c.text, answer_options(d)) for c, d in zip(completions, table["dataset"], strict=True)]
-    table["answer"] = [p.answer for p in parsed]
-    table["answer_status"] = [_status(p.answer_status, c) for p, c in zip(parsed, completions, strict=True)]
-    table["answer_raw"] = [p.answer_raw for p in parsed]
-    table["explanation"] = [p.explanation for p in parsed]
-    table["factors"] = [list(p.factors) for p in parsed]
-    table["other_info"] = [list(p.other_info) for p in parsed]
-    table["confidence"] = [p.confidence for p in parsed]
-    table["confidence_raw"] = [p.confidence_raw for p in parsed]
-    table["parse_status"] = [_status(p.parse_status, c) for p, c in zip(parsed, completions, strict=True)]
-    for column, values in completion_columns(completions, requests).items():
-        table[column] = values
-    log.info(
-        "%s reference answers: %s; usage %s",
-        entry.name,
-        table["answer_status"].value_counts().to_dict(),
-        usage_totals(completions),
-    )
-    return table
+    label = f"{entry.name} reference answers"
+    columns = partial(_reference_columns, datasets=list(table["dataset"]))
+    return ask(backend, requests, table, columns, "answer_status", journal_path, label, progress)
 
 
-def _lookup(reference: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
-    missing = [c for c in (*QUESTION_KEY, "answer", "explanation", "factors", "reasoning") if c not in reference]
+def _reference_columns(completions: list[Completion], datasets: Sequence[str]) -> dict[str, list[Any]]:
+    parsed = [parse_reference(c.text, answer_options(d)) for c, d in zip(completions, datasets, strict=True)]
+    return {
+        "answer": [p.answer for p in parsed],
+        "answer_status": [_status(p.answer_status, c) for p, c in zip(parsed, completions, strict=True)],
+        "answer_raw": [p.answer_raw for p in parsed],
+        "explanation": [p.explanation for p in parsed],
+        "factors": [list(p.factors) for p in parsed],
+        "other_info": [list(p.other_info) for p in parsed],
+        "confidence": [p.confidence for p in parsed],
+        "confidence_raw": [p.confidence_raw for p in parsed],
+        "parse_status": [_status(p.parse_status, c) for p, c in zip(parsed, completions, strict=True)],
+    }
+
+
+def reference_lookup(reference: pd.DataFrame, needed: Sequence[str]) -> dict[tuple, dict[str, Any]]:
+    """The reference table's rows by question key (dataset, row, answer_first), for the stages made from pairs;
+    an InputError names the columns (`needed` besides the key) it lacks."""
+    missing = [c for c in (*QUESTION_KEY, *needed) if c not in reference]
     if missing:
         raise InputError(f"reference table: missing column(s) {missing}")
     records = reference.to_dict("records")
     return {(r["dataset"], int(r["row"]), bool(r["answer_first"])): r for r in records}
+
+
+def pair_answers(answers: Mapping[tuple, dict[str, Any]], pair: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The reference's rows for a pair's centre and counterfactual, in the pair's answer order."""
+    centre = answers.get((pair.dataset, int(pair.centre_row), bool(pair.answer_first)))
+    counterfactual = answers.get((pair.dataset, int(pair.counterfactual_row), bool(pair.answer_first)))
+    if centre is None or counterfactual is None:
+        raise InputError(f"reference table has no answer for pair {pair.pair_id}: was it made from this eval set?")
+    return centre, counterfactual
+
+
+def pair_columns(pair: Any) -> dict[str, Any]:
+    """The columns naming the pair that a row of a table made from pairs (predictions, ratings) starts with."""
+    return {
+        "pair_id": pair.pair_id,
+        "dataset": pair.dataset,
+        "centre_row": int(pair.centre_row),
+        "counterfactual_row": int(pair.counterfactual_row),
+        "answer_first": bool(pair.answer_first),
+    }
 
 
 def predictor_answers(
@@ -121,16 +145,13 @@ def predictor_answers(
     unknown = sorted(set(conditions) - set(CONDITIONS))
     if unknown:
         raise InputError(f"unknown predictor condition(s) {unknown}; known: {list(CONDITIONS)}")
-    answers = _lookup(reference)
+    answers = reference_lookup(reference, ("answer", "explanation", "factors", "reasoning"))
     templates = _templates(prompt_dir, {c: PREDICTOR_TEMPLATES[c] for c in conditions}, eval_set["dataset"].unique())
     rows: list[dict[str, Any]] = []
     requests: list[ChatRequest] = []
     skipped = {"centre_unreadable": 0, "no_thinking": 0}
     for pair in eval_set.itertuples(index=False):
-        centre = answers.get((pair.dataset, int(pair.centre_row), bool(pair.answer_first)))
-        counterfactual = answers.get((pair.dataset, int(pair.counterfactual_row), bool(pair.answer_first)))
-        if centre is None or counterfactual is None:
-            raise InputError(f"reference table has no answer for pair {pair.pair_id}: was it made from this eval set?")
+        centre, counterfactual = pair_answers(answers, pair)
         if centre["answer"] is None or pd.isna(centre["answer"]):
             skipped["centre_unreadable"] += 1
             continue
@@ -153,11 +174,7 @@ def predictor_answers(
                 requests.append(entry.request(messages, repeat))
                 rows.append(
                     {
-                        "pair_id": pair.pair_id,
-                        "dataset": pair.dataset,
-                        "centre_row": int(pair.centre_row),
-                        "counterfactual_row": int(pair.counterfactual_row),
-                        "answer_first": bool(pair.answer_first),
+                        **pair_columns(pair),
                         "condition": condition,
                         "repeat": repeat,
                         "reference": reference_name,
@@ -166,26 +183,47 @@ def predictor_answers(
                         "reference_counterfactual_answer": _text(counterfactual["answer"]),
                     }
                 )
-    label = f"{entry.name} predicting {reference_name}"
-    completions = run_requests(backend, requests, journal_path, label, progress)
     table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
-    parsed = [parse_prediction(c.text, answer_options(d)) for c, d in zip(completions, table["dataset"], strict=True)]
-    table["prediction"] = [p.answer for p in parsed]
-    table["prediction_status"] = [
-        p.status if c.ok else "request_failed" for p, c in zip(parsed, completions, strict=True)
-    ]
-    table["prediction_raw"] = [p.raw for p in parsed]
-    table["confidence"] = [p.confidence for p in parsed]
+    label = f"{entry.name} predicting {reference_name}"
+    columns = partial(_prediction_columns, datasets=list(table["dataset"]))
+    return ask(backend, requests, table, columns, "prediction_status", journal_path, label, progress, skipped)
+
+
+def _prediction_columns(completions: list[Completion], datasets: Sequence[str]) -> dict[str, list[Any]]:
+    parsed = [parse_prediction(c.text, answer_options(d)) for c, d in zip(completions, datasets, strict=True)]
+    return {
+        "prediction": [p.answer for p in parsed],
+        "prediction_status": [p.status if c.ok else "request_failed" for p, c in zip(parsed, completions, strict=True)],
+        "prediction_raw": [p.raw for p in parsed],
+        "confidence": [p.confidence for p in parsed],
+    }
+
+
+def ask(
+    backend: Backend,
+    requests: Sequence[ChatRequest],
+    table: pd.DataFrame,
+    columns: Callable[[list[Completion]], Mapping[str, Any]],
+    status: str,
+    journal_path: str | Path,
+    label: str,
+    progress: bool = True,
+    skipped: dict[str, int] | None = None,
+) -> pd.DataFrame:
+    """What every inference stage does with its requests (one per row of `table`, in order): send them through the
+    shared runner (journal, retries, usage), add the parsed columns (`columns` of the completions), then the
+    completion columns, and log the `status` column's counts and the usage. `skipped` (what was not asked, and why)
+    goes into the log line and `table.attrs`, so the stage's provenance can say it."""
+    completions = run_requests(backend, requests, journal_path, label, progress)
+    for column, values in columns(completions).items():
+        table[column] = values
     for column, values in completion_columns(completions, requests).items():
         table[column] = values
-    log.info(
-        "%s: %d requests, skipped %s, statuses %s; usage %s",
-        label,
-        len(requests),
-        skipped,
-        table["prediction_status"].value_counts().to_dict(),
-        usage_totals(completions),
-    )
+    statuses, usage = table[status].value_counts().to_dict(), usage_totals(completions)
+    if skipped is None:
+        log.info("%s: %s; usage %s", label, statuses, usage)
+        return table
+    log.info("%s: %d requests, skipped %s, statuses %s; usage %s", label, len(requests), skipped, statuses, usage)
     table.attrs["skipped"] = skipped
     return table
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,88 +160,87 @@ def import_original_file(path: str | Path, out: str | Path) -> pd.DataFrame:
     return pairs
 
 
-def run_reference(
-    model: str,
-    entry_json: str,
-    eval_set_path: str | Path,
-    prompt_dir: str | Path,
-    journal: str | Path,
-    out: str | Path,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Rule sim_reference: the reference model answers every question of the eval set with a self-explanation."""
+# The rule's wildcards, inputs or params (Snakemake's named lists, or dicts), and what a stage's answering step
+# returns: its table, the names of the templates it rendered, and its settings for the provenance.
+_Rule = Mapping[str, Any]
+_Staged = tuple[pd.DataFrame, list[str], dict[str, Any]]
+
+
+def run_stage(stage: str, wildcards: _Rule, inputs: _Rule, params: _Rule, out: str | Path) -> pd.DataFrame:
+    """Rules sim_reference, sim_predict and sim_testability (`stage`): the model the stage's wildcard names answers
+    (`_STAGES`), and its table is written with the provenance every inference stage stamps (model, backend, stage,
+    the stage's settings, what was skipped, the templates used). Wildcards `reference` (and `predictor`); inputs
+    `eval_set` (and `reference`); params `model` (the catalog entry as JSON), `prompt_dir`, `journal`, `progress`
+    (and sim_predict's `conditions`, `repeats`)."""
     from selfexplain.llm.backends import backend_provenance, make_backend
     from selfexplain.llm.catalog import entry_from_json
-    from selfexplain.simulatability.answers import reference_answers
 
-    entry = entry_from_json(model, entry_json)
+    if stage not in _STAGES:
+        raise ValueError(f"unknown simulatability stage {stage!r}; known: {sorted(_STAGES)}")
+    model_wildcard, answer = _STAGES[stage]
+    entry = entry_from_json(wildcards[model_wildcard], params["model"])
     backend = make_backend(entry)
-    table = reference_answers(entry, backend, read_table(eval_set_path), prompt_dir, journal, progress)
+    eval_set = read_table(inputs["eval_set"])
+    table, template_names, settings = answer(entry, backend, eval_set, wildcards, inputs, params)
+    if "skipped" in table.attrs:
+        settings["skipped"] = table.attrs["skipped"]
     prov = provenance(
         **entry.provenance(),
         backend=backend_provenance(backend),
-        stage="sim_reference",
-        eval_set=str(eval_set_path),
-        templates=_template_hashes(prompt_dir, table["dataset"].unique(), _reference_template_names()),
+        stage=stage,
+        **settings,
+        templates=_template_hashes(params["prompt_dir"], eval_set["dataset"].unique(), template_names),
     )
     write_parquet(table, out, prov)
     return table
 
 
-def run_predict(
-    reference: str,
-    predictor: str,
-    entry_json: str,
-    eval_set_path: str | Path,
-    reference_path: str | Path,
-    prompt_dir: str | Path,
-    journal: str | Path,
-    out: str | Path,
-    conditions: Sequence[str],
-    repeats: int = 1,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Rule sim_predict: one predictor guesses one reference model's counterfactual answers, per condition."""
-    from selfexplain.llm.backends import backend_provenance, make_backend
-    from selfexplain.llm.catalog import entry_from_json
+def _asked(params: _Rule) -> dict[str, Any]:
+    """How every stage sends its requests: the arguments of the answering functions named alike."""
+    return {"prompt_dir": params["prompt_dir"], "journal_path": params["journal"], "progress": params["progress"]}
+
+
+def _reference_stage(
+    entry: Any, backend: Any, eval_set: pd.DataFrame, _: _Rule, inputs: _Rule, params: _Rule
+) -> _Staged:
+    from selfexplain.simulatability.answers import reference_answers
+    from selfexplain.simulatability.prompts import REFERENCE_TEMPLATES
+
+    table = reference_answers(entry, backend, eval_set, **_asked(params))
+    return table, list(REFERENCE_TEMPLATES.values()), {"eval_set": str(inputs["eval_set"])}
+
+
+def _predict_stage(
+    entry: Any, backend: Any, eval_set: pd.DataFrame, wildcards: _Rule, inputs: _Rule, params: _Rule
+) -> _Staged:
     from selfexplain.simulatability.answers import predictor_answers
     from selfexplain.simulatability.prompts import PREDICTOR_TEMPLATES
 
-    entry = entry_from_json(predictor, entry_json)
-    backend = make_backend(entry)
-    eval_set = read_table(eval_set_path)
+    reference, conditions, repeats = wildcards["reference"], params["conditions"], params["repeats"]
+    reference_table = read_table(inputs["reference"])
     table = predictor_answers(
-        entry,
-        backend,
-        reference,
-        eval_set,
-        read_table(reference_path),
-        prompt_dir,
-        journal,
-        conditions,
-        repeats,
-        progress,
+        entry, backend, reference, eval_set, reference_table, conditions=conditions, repeats=repeats, **_asked(params)
     )
-    prov = provenance(
-        **entry.provenance(),
-        backend=backend_provenance(backend),
-        stage="sim_predict",
-        reference=reference,
-        conditions=list(conditions),
-        repeats=repeats,
-        skipped=table.attrs.get("skipped", {}),
-        templates=_template_hashes(
-            prompt_dir, eval_set["dataset"].unique(), [PREDICTOR_TEMPLATES[c] for c in conditions]
-        ),
-    )
-    write_parquet(table, out, prov)
-    return table
+    settings = {"reference": reference, "conditions": list(conditions), "repeats": repeats}
+    return table, [PREDICTOR_TEMPLATES[c] for c in conditions], settings
 
 
-def _reference_template_names() -> list[str]:
-    from selfexplain.simulatability.prompts import REFERENCE_TEMPLATES
+def _testability_stage(
+    entry: Any, backend: Any, eval_set: pd.DataFrame, wildcards: _Rule, inputs: _Rule, params: _Rule
+) -> _Staged:
+    from selfexplain.simulatability.testability import TEMPLATE, testability_scores
 
-    return list(REFERENCE_TEMPLATES.values())
+    reference, reference_table = wildcards["reference"], read_table(inputs["reference"])
+    table = testability_scores(entry, backend, reference, eval_set, reference_table, **_asked(params))
+    return table, [TEMPLATE], {"reference": reference}
+
+
+# rule -> (the wildcard naming the model that answers, the answering step)
+_STAGES: dict[str, tuple[str, Callable[..., _Staged]]] = {
+    "sim_reference": ("reference", _reference_stage),
+    "sim_predict": ("predictor", _predict_stage),
+    "sim_testability": ("predictor", _testability_stage),
+}
 
 
 def _template_hashes(prompt_dir: str | Path, datasets: Sequence[str], names: Sequence[str]) -> dict[str, Any]:

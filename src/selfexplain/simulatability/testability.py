@@ -166,31 +166,21 @@ def _text(value: Any) -> str | None:
     return str(value) if str(value).strip() else None
 
 
-def _reference_lookup(reference: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
-    needed = ("dataset", "row", "answer_first", "answer", "explanation")
-    missing = [c for c in needed if c not in reference]
-    if missing:
-        raise InputError(f"reference table: missing column(s) {missing}")
-    return {(r["dataset"], int(r["row"]), bool(r["answer_first"])): r for r in reference.to_dict("records")}
-
-
 def testability_prompts(
     eval_set: pd.DataFrame, reference: pd.DataFrame, reference_name: str, predictor: str, prompt_dir: str | Path
 ) -> tuple[pd.DataFrame, list[str], dict[str, int]]:
     """The rows (TESTABILITY_COLUMNS), the prompt texts and the skipped counts: one prompt per pair whose centre
     answer and explanation are readable."""
     from selfexplain.prompts import load_template
+    from selfexplain.simulatability.answers import pair_answers, pair_columns, reference_lookup
     from selfexplain.simulatability.prompts import predictor_fields
 
-    answers = _reference_lookup(reference)
+    answers = reference_lookup(reference, ("answer", "explanation"))
     templates = {d: load_template(prompt_dir, TEMPLATE, d) for d in eval_set["dataset"].unique()}
     rows, prompts = [], []
     skipped = {"centre_unreadable": 0, "no_explanation": 0}
     for pair in eval_set.itertuples(index=False):
-        centre = answers.get((pair.dataset, int(pair.centre_row), bool(pair.answer_first)))
-        counterfactual = answers.get((pair.dataset, int(pair.counterfactual_row), bool(pair.answer_first)))
-        if centre is None or counterfactual is None:
-            raise InputError(f"reference table has no answer for pair {pair.pair_id}: was it made from this eval set?")
+        centre, counterfactual = pair_answers(answers, pair)
         if _text(centre["answer"]) is None:
             skipped["centre_unreadable"] += 1
             continue
@@ -204,11 +194,7 @@ def testability_prompts(
         prompts.append(templates[pair.dataset].render(fields))
         rows.append(
             {
-                "pair_id": pair.pair_id,
-                "dataset": pair.dataset,
-                "centre_row": int(pair.centre_row),
-                "counterfactual_row": int(pair.counterfactual_row),
-                "answer_first": bool(pair.answer_first),
+                **pair_columns(pair),
                 "reference": reference_name,
                 "predictor": predictor,
                 "reference_centre_answer": str(centre["answer"]),
@@ -230,28 +216,21 @@ def testability_scores(
 ) -> pd.DataFrame:
     """The testability table of one reference rated by one predictor (`entry`): one row per rated pair, with
     score (float, null unless score_status is ok), score_status, score_rule and the usage columns."""
-    from selfexplain.llm.runner import completion_columns, run_requests, usage_totals
+    from selfexplain.simulatability.answers import ask
 
     table, prompts, skipped = testability_prompts(eval_set, reference, reference_name, entry.name, prompt_dir)
     requests = [entry.request([*entry.system_messages(), {"role": "user", "content": p}]) for p in prompts]
     label = f"{entry.name} rating {reference_name}'s explanations"
-    completions = run_requests(backend, requests, journal_path, label, progress)
+    return ask(backend, requests, table, _rating_columns, "score_status", journal_path, label, progress, skipped)
+
+
+def _rating_columns(completions: list[Any]) -> dict[str, Any]:
     parsed = [_rating(c) for c in completions]
-    table["score"] = pd.array([p.score for p in parsed], dtype="Float64")
-    table["score_status"] = [p.status for p in parsed]
-    table["score_rule"] = [p.rule for p in parsed]
-    for column, values in completion_columns(completions, requests).items():
-        table[column] = values
-    log.info(
-        "%s: %d requests, skipped %s, statuses %s; usage %s",
-        label,
-        len(requests),
-        skipped,
-        table["score_status"].value_counts().to_dict(),
-        usage_totals(completions),
-    )
-    table.attrs["skipped"] = skipped
-    return table
+    return {
+        "score": pd.array([p.score for p in parsed], dtype="Float64"),
+        "score_status": [p.status for p in parsed],
+        "score_rule": [p.rule for p in parsed],
+    }
 
 
 def _rating(completion: Any) -> Rating:
@@ -263,45 +242,6 @@ def _rating(completion: Any) -> Rating:
     if rating.status == "empty" and (completion.reasoning or "").strip():
         return Rating(None, "incomplete_thinking")
     return rating
-
-
-def run_testability(
-    reference: str,
-    predictor: str,
-    entry_json: str,
-    eval_set_path: str | Path,
-    reference_path: str | Path,
-    prompt_dir: str | Path,
-    journal: str | Path,
-    out: str | Path,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Rule sim_testability: one predictor rates every explanation of one reference model."""
-    from selfexplain.io import provenance, read_table, write_parquet
-    from selfexplain.llm.backends import backend_provenance, make_backend
-    from selfexplain.llm.catalog import entry_from_json
-    from selfexplain.prompts import load_template
-
-    entry = entry_from_json(predictor, entry_json)
-    backend = make_backend(entry)
-    eval_set = read_table(eval_set_path)
-    table = testability_scores(
-        entry, backend, reference, eval_set, read_table(reference_path), prompt_dir, journal, progress
-    )
-    templates = {}
-    for dataset in eval_set["dataset"].unique():
-        template = load_template(prompt_dir, TEMPLATE, dataset)
-        templates[f"{TEMPLATE}/{dataset}"] = {"path": str(template.path), "sha256": template.sha256}
-    prov = provenance(
-        **entry.provenance(),
-        backend=backend_provenance(backend),
-        stage="sim_testability",
-        reference=reference,
-        skipped=table.attrs.get("skipped", {}),
-        templates=templates,
-    )
-    write_parquet(table, out, prov)
-    return table
 
 
 # ---------------------------------------------------------------------------------------------------------------

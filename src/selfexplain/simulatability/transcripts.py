@@ -19,6 +19,11 @@ from selfexplain import transcripts as tr
 from selfexplain.llm.catalog import ModelEntry
 
 STUDY = "simulatability"
+# The flags a simulatability case can carry (invalid is an sce flag: false here), in the page's words.
+FLAGS = {
+    "failure": "pairs with a failure",
+    "egregious": "egregious pairs (every predictor wrong the same way with the explanation)",
+}
 WITH, WITHOUT = "with_explanation", "without_explanation"
 
 
@@ -56,9 +61,9 @@ def run_turns(
     prompt_dir: str | Path,
     only: set[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(turns, cases) of one reference model: one case per pair of the eval set, with its flags; turns are built
-    (prompts rendered) only for the pairs in `only` when it is given, as rendering every pair of a large run is
-    the slow part."""
+    """(turns, cases) of one reference model: one case per pair of the eval set, with its flags (`FLAGS`); turns
+    are built (prompts rendered) only for the pairs in `only` when it is given, as rendering every pair of a large
+    run is the slow part."""
     from selfexplain.prompts import load_template
     from selfexplain.simulatability.metrics import egregious_pairs
     from selfexplain.simulatability.prompts import (
@@ -119,7 +124,7 @@ def run_turns(
         failure = not (
             status_ok[(dataset, centre_row, first)] and status_ok[(dataset, cf_row, first)] and preds_ok.get(case, True)
         )
-        flags = {"failure": failure, "egregious": case in egregious, "invalid": False}
+        flags = {"failure": failure, "egregious": case in egregious}
         cases.append({"case": case, **flags})
         if only is not None and case not in only:
             continue
@@ -182,8 +187,8 @@ def run_turns(
                         "request_key": pred.get("request_key"),
                     }
                 )
-        turns.extend({"study": STUDY, "run": name, "case": case, **flags, **r} for r in rows)
-    return tr.frame_of(turns), pd.DataFrame(cases)
+        turns.extend({"study": STUDY, "run": name, "case": case, **flags, "invalid": False, **r} for r in rows)
+    return tr.frame_of(turns), pd.DataFrame(cases, columns=["case", *FLAGS])
 
 
 def build(
@@ -197,9 +202,7 @@ def build(
     prompt_dir: str | Path,
     table_out: str | Path,
     page_out: str | Path,
-    sample: int = 50,
-    max_flagged: int = 50,
-    seed: int = 0,
+    sampling: tr.Sampling,
 ) -> pd.DataFrame:
     """File-level step of the `sim_transcripts` rule: the reference model's sampled transcripts table and page."""
     from selfexplain.io import provenance, read_table
@@ -217,31 +220,14 @@ def build(
         prompt_dir,
     )
     _, cases = run_turns(*inputs, only=set())
-    chosen = set(tr.choose_cases(cases, sample, max_flagged, seed).index)
+    chosen = set(tr.choose_cases(cases, sampling.sample, sampling.max_flagged, sampling.seed, list(FLAGS)).index)
     turns, _ = run_turns(*inputs, only=chosen)
-    table = tr.select(turns, cases, sample, max_flagged, seed)
-    counts = tr.flag_counts(cases)
-    unverified = int((~table["prompt_verified"].fillna(False)).sum())
-    notes = [
-        f"simulatability · reference {reference} · predictors {', '.join(predictors) or '(none)'}.",
-        f"Flags in the whole run: {counts['failure']} pairs with a failure, {counts['egregious']} egregious pairs "
-        f"(every predictor wrong the same way with the explanation); cap {max_flagged} shown per flag; sample "
-        f"{sample}, seed {seed}.",
-        "Prompts are rebuilt with the prompt functions of the inference steps; "
-        + (
-            "every shown chat hashes to its stored journal key."
-            if unverified == 0
-            else f"{unverified} shown turns do not hash to their stored journal key (templates or catalog edited?)."
-        ),
-    ]
     prov = provenance(
         stage="sim_transcripts",
         reference=reference,
         predictors=list(predictors),
         inputs=[str(reference_path), *map(str, predictions_paths), str(observations_path)],
-        seeds={"sample": seed},
-        sample=sample,
-        max_flagged=max_flagged,
     )
-    tr.write_run(table, table_out, page_out, f"Transcripts: {reference}", counts, len(cases), prov, notes)
-    return table
+    title = f"Transcripts: {reference}"
+    header = f"simulatability · reference {reference} · predictors {', '.join(predictors) or '(none)'}."
+    return tr.write_sample(turns, cases, FLAGS, title, header, prov, table_out, page_out, sampling)
