@@ -24,6 +24,7 @@ from selfexplain.errors import ConfigError
 from selfexplain.llm.sizing import job_resources
 from selfexplain.prompts import load_template
 from selfexplain.simulatability.builtin import MORAL_MACHINES, tabular_dataset_names
+from selfexplain.simulatability.config import conditions_for, run_references
 from selfexplain.tabular.features import load_dataset_spec
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -85,11 +86,22 @@ def study_models(study):
         return []
     if study == "sce":
         return SCE["models"]
-    return list(dict.fromkeys(sim_references() + sim_predictors()))
+    return list(dict.fromkeys(sim_run_references() + sim_predictors()))
 
 
 def sim_references():
+    """The reference models of the summary, figures and side analyses."""
     return SIM["references"] if "simulatability" in STUDIES else []
+
+
+def sim_run_references():
+    """Every model answering as a reference: the references and those named only in compare_references."""
+    return run_references(SIM) if "simulatability" in STUDIES else []
+
+
+def sim_conditions(wildcards):
+    """The conditions a reference's predictors answer (conditions plus its side.extra_conditions)."""
+    return conditions_for(SIM, wildcards.reference)
 
 
 def sim_predictors():
@@ -117,7 +129,7 @@ wildcard_constraints:
     grid=_alternatives(SCE["datasets"]),
     prompt=_alternatives(SCE["prompts"]),
     dataset=_alternatives(tabular_dataset_names()),
-    reference=_alternatives(sim_references()),
+    reference=_alternatives(sim_run_references()),
     predictor=_alternatives(sim_predictors()),
     figure=_alternatives(SIM_FIGURES),
 
@@ -162,7 +174,7 @@ def _request_count(study, wildcards):
     rows = SIM["eval_set"]["size"] * len(SIM["datasets"])
     rows *= 2 if SIM["eval_set"]["unit"] == "pairs" else 1
     if "predictor" in wildcards.keys():
-        return rows * len(SIM["conditions"]) * SIM["repeats"]
+        return rows * len(sim_conditions(wildcards)) * SIM["repeats"]
     return 2 * rows  # each pair asks about its centre and its counterfactual
 
 
@@ -266,7 +278,7 @@ def usage_items(study):
     """(table, model, rule, column prefix) of every inference output of a study, for the usage table."""
     items = []
     if study == "simulatability":
-        for r in sim_references():
+        for r in sim_run_references():
             items.append(
                 (
                     result_path(f"simulatability/{r}/reference.parquet"),

@@ -61,10 +61,9 @@ rule cross_study_summary:
         runs=CROSS_RUNS,
         models=CROSS_MODELS,
         prompts=CROSS_PROMPTS,
-        predictors="all",
-        # The sce study's bootstrap settings, for the pooled sce CIs and for rho's CI.
-        resamples=SCE["bootstrap"]["resamples"],
-        seed=SCE["bootstrap"]["seed"],
+        predictors=config["cross_study"]["predictors"],
+        resamples=config["cross_study"]["bootstrap"]["resamples"],
+        seed=config["cross_study"]["bootstrap"]["seed"],
     script:
         "../workflow/scripts/cross_study_summary.py"
 

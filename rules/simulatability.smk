@@ -159,7 +159,7 @@ rule sim_predict:
             "simulatability", "predict", "reference", wildcard="predictor"
         ),
         prompt_dir=sim_prompt_dir(),
-        conditions=SIM["conditions"],
+        conditions=sim_conditions,
         repeats=SIM["repeats"],
         progress=config["progress"],
     script:
@@ -308,7 +308,8 @@ SIM_SIDE_TARGETS = [
         + ["figures/egregious_by_feature.png", "figures/answer_change_by_feature.png"]
         + (
             ["conditions.csv", "figures/conditions.png"]
-            if {"cot", "no_reference"} & set(SIM["conditions"])
+            if {"cot", "no_reference"}
+            & {c for r in sim_references() for c in conditions_for(SIM, r)}
             else []
         )
         + (["mcnemar.csv", "figures/mcnemar.png"] if SIM_SIDE_COMPARISONS else [])
@@ -338,6 +339,8 @@ rule sim_side_agreement:
         "logs/sim_side/agreement.log",
     conda:
         ENV
+    params:
+        bootstrap=SIM["bootstrap"],
     script:
         "../workflow/scripts/sim_side_agreement.py"
 

@@ -1,4 +1,6 @@
-"""Write docs/scaling.md: jobs per rule, GPU-hours per model, API cost and wall-clock on N GPUs, from the DAG.
+"""Write docs/scaling.md: jobs per rule, GPU-hours per model, API cost and wall-clock on N GPUs, from the DAG, and
+what each optional part of the config adds (sce re-query, testability rubric, comparison-only references, extra
+conditions), so a user can decide which to run.
 
 The job list comes from `snakemake --dry-run` on the config (nothing is typed by hand); token counts come from
 rendering the real prompts of every job (about 4 characters per token); GPU throughput comes from the published
@@ -82,8 +84,18 @@ def params_b(model_id: str) -> float:
     return float(match.group(1)) if match else 70.0
 
 
-def job_tokens(job: dict[str, str], config: dict, catalog: dict) -> tuple[float, float]:
-    """(prompt tokens, output tokens) of one inference job, from its real prompts."""
+def first_pass_estimate(
+    rows: int, first_pass_tokens: float, answer_tokens: float, share: float = 1.0
+) -> tuple[float, float, float]:
+    """(requests, prompt tokens, output tokens) of first-pass questions asked on `share` of a grid's `rows` records,
+    whose first-pass prompts total `first_pass_tokens`: the first pass itself (every row), or the re-query (one
+    question per readable counterfactual, its record about as long as a grid point's)."""
+    requests = rows * share
+    return requests, first_pass_tokens * share, requests * answer_tokens
+
+
+def job_tokens(job: dict[str, str], config: dict, catalog: dict) -> tuple[float, float, float]:
+    """(requests, prompt tokens, output tokens) of one sce inference job, from its real prompts."""
     from selfexplain.llm.catalog import parse_entry
     from selfexplain.prompts import load_template
     from selfexplain.sce.prompts import first_pass_fields, followup_fields
@@ -98,16 +110,19 @@ def job_tokens(job: dict[str, str], config: dict, catalog: dict) -> tuple[float,
     first_chars = sum(len(first.render(first_pass_fields(spec, d))) for d in descriptions)
     entry = parse_entry(job["model"], catalog[job["model"]])
     thinking = (
-        "DeepSeek-R1" in entry.model_id or bool(entry.sampling.thinking) or entry.sampling.reasoning_effort is not None
+        "DeepSeek-R1" in entry.model_id
+        or bool(entry.sampling.thinking)
+        or entry.sampling.reasoning_effort not in (None, "none")
     )
     answer = entry.sampling.max_tokens * REASONING_MODEL_SHARE_OF_MAX if thinking else None
     n = len(descriptions)
-    if job["rule"] == "sce_predict":
-        return first_chars / CHARS_PER_TOKEN, n * (answer or ANSWER_TOKENS["first"])
+    if job["rule"] in ("sce_predict", "sce_requery"):
+        share = REQUERY_READABLE_SHARE if job["rule"] == "sce_requery" else 1.0
+        return first_pass_estimate(n, first_chars / CHARS_PER_TOKEN, answer or ANSWER_TOKENS["first"], share)
     followup = load_template(prompt_dir, job["prompt"], spec.name).render(followup_fields(spec, spec.options[0]))
     prompt = first_chars / CHARS_PER_TOKEN + n * (len(followup) / CHARS_PER_TOKEN + ANSWER_TOKENS["first"])
     default = ANSWER_TOKENS["reasoning_prompt"] if "reasoning" in job["prompt"] else ANSWER_TOKENS["followup"]
-    return prompt, n * (answer or default)
+    return n, prompt, n * (answer or default)
 
 
 # -- simulatability ---------------------------------------------------------------------------------------------
@@ -144,6 +159,17 @@ SIM_THINKING_TOKENS = {
     "google/gemini-3-pro-preview": (800, 500),
 }
 SIM_DEFAULT_THINKING = {"google/gemini-3-flash-preview": (1200, 800)}  # no effort sent: the provider's default
+# The figures above are for effort medium (what every reference and predictor of the paper's tables uses); the
+# reasoning-effort variants (compare_references) scale them: none does not think, low half, high twice (assumption:
+# OpenAI documents only that more effort spends more reasoning tokens). A thinking budget without an effort (Claude)
+# counts as the effort whose OpenRouter budget share of max_tokens is nearest (low 20 %, medium 50 %, high 80 %).
+SIM_EFFORT_SCALE = {"none": 0.0, "minimal": 0.25, "low": 0.5, "medium": 1.0, "high": 2.0}
+BUDGET_SHARE_EFFORT = {0.2: "low", 0.5: "medium", 0.8: "high"}
+SIM_RATING_TOKENS = 5  # a testability rating: "one whole number from 0 to 10, and nothing else"
+# sce_requery asks one first-pass question per readable counterfactual of a (model, grid, prompt) run, at most one
+# per grid row; assumed: every row yields a readable counterfactual (an upper bound), each record about as long as a
+# grid point's.
+REQUERY_READABLE_SHARE = 1.0
 # Throughput scaling by parameters: active parameters for mixture-of-experts models (gpt-oss-20b: 3.6B active of
 # 21B, OpenAI's model card), and no model counted below 1.5B (below that a decode step is bound by per-step CPU and
 # kernel-launch overhead, not by weights; assumption).
@@ -189,19 +215,36 @@ class SimModel:
         return params_b(self.model_id)
 
 
+def effort(sampling: dict[str, Any], max_tokens: int) -> str | None:
+    """The reasoning effort a catalog entry asks for: its `reasoning_effort`, else the effort whose budget share is
+    nearest its `thinking_budget`, else None (the model's default)."""
+    if sampling.get("reasoning_effort") is not None:
+        return str(sampling["reasoning_effort"])
+    if sampling.get("thinking") is False:
+        return "none"
+    budget = sampling.get("thinking_budget")
+    if budget is None:
+        return None
+    share = budget / max(max_tokens, 1)
+    return BUDGET_SHARE_EFFORT[min(BUDGET_SHARE_EFFORT, key=lambda s: abs(s - share))]
+
+
 def thinking_tokens(model_id: str, sampling: dict[str, Any], max_tokens: int) -> tuple[bool, float, float]:
     """(thinks, thinking tokens per reference answer, per prediction) of a catalog entry's settings."""
-    thinks = bool(sampling.get("thinking")) or sampling.get("reasoning_effort") is not None
-    thinks = thinks or sampling.get("thinking_budget") is not None or model_id.startswith(("gpt-5", "o1", "o3", "o4"))
+    level = effort(sampling, max_tokens)
+    if level == "none":
+        return False, 0.0, 0.0
+    thinks = bool(sampling.get("thinking")) or level is not None or model_id.startswith(("gpt-5", "o1", "o3", "o4"))
     default = not thinks and model_id in SIM_DEFAULT_THINKING
     if default:
         return True, *SIM_DEFAULT_THINKING[model_id]
     if not thinks:
         return False, 0.0, 0.0
+    scale = SIM_EFFORT_SCALE.get(level, 1.0) if level else 1.0
     for prefix, (reference, prediction) in SIM_THINKING_TOKENS.items():
         if model_id.startswith(prefix):
-            return True, float(reference), float(prediction)
-    share = REASONING_MODEL_SHARE_OF_MAX * max_tokens
+            return True, reference * scale, prediction * scale
+    share = min(REASONING_MODEL_SHARE_OF_MAX * scale, 1.0) * max_tokens
     return True, share, share
 
 
@@ -287,20 +330,24 @@ class SimPrompts:
     questions: int
     reference_prompt_tokens: float
     pairs: int
-    predictor_requests: dict[str, int]  # per condition, repeats included
+    predictor_requests: dict[str, int]  # per condition (every condition some reference has), repeats included
     predictor_prompt_tokens: dict[str, float]  # per condition, repeats included, without explanation or thinking
+    testability_prompt_tokens: float = 0.0  # all pairs' rating prompts, without the explanation (0: rubric off)
 
 
 def sim_prompts(sim: dict[str, Any], eval_set: Any) -> SimPrompts:
-    """Render every reference question and every predictor question of the eval set with the real templates."""
+    """Render every reference question, every predictor question (under every condition some reference's predictors
+    answer) and, with the testability rubric on, every rating prompt of the eval set with the real templates."""
     from selfexplain.prompts import load_template
     from selfexplain.simulatability.answers import questions
+    from selfexplain.simulatability.config import all_conditions
     from selfexplain.simulatability.prompts import (
         PREDICTOR_TEMPLATES,
         REFERENCE_TEMPLATES,
         predictor_fields,
         reference_fields,
     )
+    from selfexplain.simulatability.testability import TEMPLATE as TESTABILITY_TEMPLATE
 
     prompt_dir = REPO / sim["prompt_dir"]
     table = questions(eval_set)
@@ -308,16 +355,21 @@ def sim_prompts(sim: dict[str, Any], eval_set: Any) -> SimPrompts:
     for dataset, answer_first, question in zip(table["dataset"], table["answer_first"], table["question"], strict=True):
         template = load_template(prompt_dir, REFERENCE_TEMPLATES[bool(answer_first)], dataset)
         chars += len(template.render(reference_fields(dataset, question)))
+    fields = [
+        (pair.dataset, predictor_fields(pair.dataset, pair.centre_text, pair.centre_label, pair.counterfactual_text))
+        for pair in eval_set.itertuples(index=False)
+    ]
     requests: dict[str, int] = {}
     tokens: dict[str, float] = {}
-    for condition in sim["conditions"]:
-        chars_c = 0
-        for pair in eval_set.itertuples(index=False):
-            template = load_template(prompt_dir, PREDICTOR_TEMPLATES[condition], pair.dataset)
-            fields = predictor_fields(pair.dataset, pair.centre_text, pair.centre_label, pair.counterfactual_text)
-            chars_c += len(template.render(fields))
+    for condition in all_conditions(sim):
+        chars_c = sum(
+            len(load_template(prompt_dir, PREDICTOR_TEMPLATES[condition], dataset).render(f)) for dataset, f in fields
+        )
         requests[condition] = len(eval_set) * sim["repeats"]
         tokens[condition] = chars_c / CHARS_PER_TOKEN * sim["repeats"]
+    rating_chars = 0
+    if sim["testability"]["enabled"]:
+        rating_chars = sum(len(load_template(prompt_dir, TESTABILITY_TEMPLATE, d).render(f)) for d, f in fields)
     return SimPrompts(
         eval_rows=eval_set["dataset"].value_counts(sort=False).to_dict(),
         questions=len(table),
@@ -325,6 +377,7 @@ def sim_prompts(sim: dict[str, Any], eval_set: Any) -> SimPrompts:
         pairs=len(eval_set),
         predictor_requests=requests,
         predictor_prompt_tokens=tokens,
+        testability_prompt_tokens=rating_chars / CHARS_PER_TOKEN,
     )
 
 
@@ -341,37 +394,38 @@ class SimJob:
     max_output_tokens: float  # every answer at max_tokens (upper bound)
 
 
+def sim_job(rule: str, model: SimModel, reference: SimModel, requests: int, prompt: float, answer: float) -> SimJob:
+    """A job of `requests` answers of `answer` tokens each (and the bound where each runs to max_tokens)."""
+    return SimJob(rule, model, reference, requests, prompt, requests * answer, requests * model.max_tokens)
+
+
 def reference_job(model: SimModel, prompts: SimPrompts) -> SimJob:
-    n = prompts.questions
-    return SimJob(
-        rule="sim_reference",
-        model=model,
-        reference=model,
-        requests=n,
-        prompt_tokens=prompts.reference_prompt_tokens,
-        output_tokens=n * (SIM_REFERENCE_ANSWER_TOKENS + model.reference_thinking),
-        max_output_tokens=n * model.max_tokens,
-    )
+    answer = SIM_REFERENCE_ANSWER_TOKENS + model.reference_thinking
+    return sim_job("sim_reference", model, model, prompts.questions, prompts.reference_prompt_tokens, answer)
 
 
-def predictor_job(model: SimModel, reference: SimModel, prompts: SimPrompts) -> SimJob:
-    """Every pair's centre assumed readable (an upper bound: the original kept about 6,000-7,000 of 7,000)."""
+def predictor_job(model: SimModel, reference: SimModel, prompts: SimPrompts, conditions: list[str]) -> SimJob:
+    """The predictor's questions on `reference` under `conditions` (`config.conditions_for`). Every pair's centre
+    assumed readable (an upper bound: the original kept about 6,000-7,000 of 7,000); a cot prompt shows the centre
+    answer's thinking, assumed as long as the reference's thinking per answer."""
     requests, prompt = 0, 0.0
-    for condition, n in prompts.predictor_requests.items():
+    for condition in conditions:
+        n = prompts.predictor_requests[condition]
         shown = {"with_explanation": SIM_EXPLANATION_TOKENS, "cot": reference.reference_thinking}.get(condition, 0.0)
         if condition == "cot" and not reference.thinks:
             continue  # no thinking to show: those rows are skipped
         requests += n
         prompt += prompts.predictor_prompt_tokens[condition] + n * shown
-    return SimJob(
-        rule="sim_predict",
-        model=model,
-        reference=reference,
-        requests=requests,
-        prompt_tokens=prompt,
-        output_tokens=requests * (SIM_PREDICTION_TOKENS + model.prediction_thinking),
-        max_output_tokens=requests * model.max_tokens,
-    )
+    answer = SIM_PREDICTION_TOKENS + model.prediction_thinking
+    return sim_job("sim_predict", model, reference, requests, prompt, answer)
+
+
+def testability_job(model: SimModel, reference: SimModel, prompts: SimPrompts) -> SimJob:
+    """The rater's 0-10 ratings of `reference`'s explanations: one request per pair (an upper bound: pairs whose
+    centre answer is unreadable or has no explanation are skipped), its prompt the rubric with the explanation."""
+    n = prompts.pairs
+    prompt = prompts.testability_prompt_tokens + n * SIM_EXPLANATION_TOKENS
+    return sim_job("sim_testability", model, reference, n, prompt, SIM_RATING_TOKENS + model.prediction_thinking)
 
 
 def throughput(model: SimModel) -> tuple[float, float]:
@@ -425,6 +479,44 @@ def api_cost(job: SimJob) -> float | None:
     if job.model.backend == "vllm" or job.model.price_in is None or job.model.price_out is None:
         return None
     return (job.prompt_tokens * job.model.price_in + job.output_tokens * job.model.price_out) / 1e6
+
+
+SIM_ROLES = {"sim_reference": "reference", "sim_predict": "predictor", "sim_testability": "rater (testability)"}
+
+
+@dataclass(frozen=True)
+class Part:
+    """What an optional part of the reproduction adds: requests, GPU-hours (H100) and API cost (USD)."""
+
+    requests: float = 0.0
+    gpu_hours: float = 0.0
+    api_cost: float = 0.0
+
+    def __add__(self, other: Part) -> Part:
+        return Part(self.requests + other.requests, self.gpu_hours + other.gpu_hours, self.api_cost + other.api_cost)
+
+    def __sub__(self, other: Part) -> Part:
+        return Part(self.requests - other.requests, self.gpu_hours - other.gpu_hours, self.api_cost - other.api_cost)
+
+
+def job_part(job: SimJob) -> Part:
+    return Part(job.requests, job_gpu_hours(job), api_cost(job) or 0.0)
+
+
+def sim_parts(sim_jobs: list[SimJob], compared: list[str], base_job: Any) -> dict[str, Part]:
+    """The simulatability study's optional parts, each job counted once: the testability ratings; everything of the
+    comparison-only references (answers and predictions, extra conditions included); and, for the other references,
+    what their `side.extra_conditions` add to a predictor job (the job minus `base_job(job)`, the same job under
+    `conditions` only; engine start and drain are paid anyway)."""
+    parts = {"testability": Part(), "comparison references": Part(), "extra conditions": Part()}
+    for job in sim_jobs:
+        if job.rule == "sim_testability":
+            parts["testability"] += job_part(job)
+        elif job.reference.name in compared:
+            parts["comparison references"] += job_part(job)
+        elif job.rule == "sim_predict":
+            parts["extra conditions"] += job_part(job) - job_part(base_job(job))
+    return parts
 
 
 def wall_clock(total_gpu_hours: float, longest_job_hours: float, gpus: int) -> float:
@@ -496,25 +588,41 @@ def crossover_gpus(total_per_job: float, total_grouped: float, longest_per_job: 
 
 def simulatability_sections(args: argparse.Namespace, jobs: list[dict[str, str]], catalog: dict) -> dict[str, Any]:
     """The simulatability study's tables (markdown lines), its GPU-hours and longest GPU job under both plans."""
+    from selfexplain.simulatability.config import comparison_only_references, conditions_for, run_references
     from selfexplain.simulatability.pairs import sample_eval_set
 
     sim = sim_config(args.configfile)["simulatability"]
     ref_names = [j["reference"] for j in jobs if j["rule"] == "sim_reference"]
     pred_pairs = [(j["reference"], j["predictor"]) for j in jobs if j["rule"] == "sim_predict"]
+    rated = [(j["reference"], j["predictor"]) for j in jobs if j["rule"] == "sim_testability"]
     if not ref_names:
-        return {"lines": [], "gpu_hours": 0.0, "grouped_gpu_hours": 0.0, "longest": 0.0, "longest_grouped": 0.0}
+        return {"lines": [], "parts": {}}
     pairs, sources = sim_pairs(sim, args.fixtures)
     eval_cfg = sim["eval_set"]
     eval_set = sample_eval_set(pairs, eval_cfg["size"], eval_cfg["unit"], eval_cfg["seed"])
     prompts = sim_prompts(sim, eval_set)
     # config order (the dry run lists jobs in no fixed order)
-    ref_names = sorted(ref_names, key=sim["references"].index)
-    pred_pairs = sorted(pred_pairs, key=lambda rp: (sim["predictors"].index(rp[1]), sim["references"].index(rp[0])))
-    models = {n: sim_model(n, catalog[n]) for n in dict.fromkeys([*ref_names, *(p for _, p in pred_pairs)])}
+    runs, compared = run_references(sim), comparison_only_references(sim)
+    ref_names = sorted(ref_names, key=runs.index)
+    pred_pairs = sorted(pred_pairs, key=lambda rp: (sim["predictors"].index(rp[1]), runs.index(rp[0])))
+    rated = sorted(rated, key=lambda rp: runs.index(rp[0]))
+    names = [*ref_names, *(p for _, p in pred_pairs), *(p for _, p in rated)]
+    models = {n: sim_model(n, catalog[n]) for n in dict.fromkeys(names)}
     sim_jobs = [reference_job(models[r], prompts) for r in ref_names]
-    sim_jobs += [predictor_job(models[p], models[r], prompts) for r, p in pred_pairs]
+    sim_jobs += [predictor_job(models[p], models[r], prompts, conditions_for(sim, r)) for r, p in pred_pairs]
+    sim_jobs += [testability_job(models[p], models[r], prompts) for r, p in rated]
+
+    def base_job(job: SimJob) -> SimJob:
+        return predictor_job(job.model, job.reference, prompts, sim["conditions"])
+
+    parts = sim_parts(sim_jobs, compared, base_job)
 
     rows = prompts.eval_rows
+    extra: dict[tuple[str, ...], list[str]] = collections.defaultdict(list)
+    for condition, names_c in sim["side"]["extra_conditions"].items():
+        extra[tuple(names_c)].append(condition)
+    per_condition = prompts.pairs * sim["repeats"]
+    job_sizes = sorted({sum(prompts.predictor_requests[c] for c in conditions_for(sim, r)) for r in runs})
     lines = [
         "## Simulatability: the evaluation set and its prompts",
         "",
@@ -530,18 +638,51 @@ def simulatability_sections(args: argparse.Namespace, jobs: list[dict[str, str]]
         "",
         f"A reference job asks {prompts.questions:,} questions (each (dataset, row, answer order) once: centres and "
         f"counterfactuals share rows), {prompts.reference_prompt_tokens / max(prompts.questions, 1):,.0f} prompt "
-        f"tokens each on average. A predictor job asks {sum(prompts.predictor_requests.values()):,} questions "
-        f"({', '.join(f'{c}: {n:,}' for c, n in prompts.predictor_requests.items())}; repeats {sim['repeats']}), "
-        "assuming every centre answer is readable (an upper bound: the original kept about 6,000-7,000 of 7,000 "
-        f"pairs per predictor); a with-explanation prompt adds the explanation, assumed {SIM_EXPLANATION_TOKENS} "
-        "tokens.",
+        f"tokens each on average. A predictor job asks {per_condition:,} questions per condition (repeats "
+        f"{sim['repeats']}): {' and '.join(sim['conditions'])} for every reference"
+        + "".join(
+            f", plus {' and '.join(cs)} for {', '.join(refs)} (`side.extra_conditions`)" for refs, cs in extra.items()
+        )
+        + f", so {' or '.join(f'{n:,}' for n in job_sizes)} questions per job, assuming every centre answer is "
+        "readable (an upper bound: the original kept about 6,000-7,000 of 7,000 pairs per predictor). Prompt "
+        "tokens per question without what the reference wrote: "
+        + ", ".join(
+            f"{c} {prompts.predictor_prompt_tokens[c] / max(n, 1):,.0f}" for c, n in prompts.predictor_requests.items()
+        )
+        + f". A with-explanation prompt adds the explanation, assumed {SIM_EXPLANATION_TOKENS} tokens; a cot prompt "
+        "adds the reference's thinking on the centre question, assumed as long as the reference's thinking per "
+        "answer (next table: 1,200 tokens for Qwen3) and present on every centre answer (rows without it are "
+        "skipped); a no_reference prompt shows the counterfactual alone.",
         "",
     ]
+    if compared:
+        lines += [
+            f"Models named only in `compare_references` ({', '.join(compared)}) answer like the references and every "
+            "predictor predicts them under their conditions, for the McNemar comparison only (they stay out of the "
+            "summary): `comparison reference` rows below. Their thinking per answer scales the model's "
+            "medium-effort figure by its effort ("
+            + ", ".join(f"{k} {v:g}x" for k, v in SIM_EFFORT_SCALE.items())
+            + "; a Claude thinking budget counts as the effort whose OpenRouter share of max_tokens is nearest: "
+            + ", ".join(f"{v} {k:.0%}" for k, v in BUDGET_SHARE_EFFORT.items())
+            + "; assumption).",
+            "",
+        ]
+    if rated:
+        raters = ", ".join(dict.fromkeys(p for _, p in rated))
+        lines += [
+            f"Testability rubric (`sim_testability`): {raters} rates each pair of {len(rated)} references once, "
+            f"{prompts.pairs:,} requests per job (an upper bound: pairs whose centre answer is unreadable or "
+            f"unexplained are skipped), {prompts.testability_prompt_tokens / max(prompts.pairs, 1):,.0f} prompt "
+            f"tokens per rating plus the explanation ({SIM_EXPLANATION_TOKENS}), a {SIM_RATING_TOKENS}-token reply "
+            "plus the rater's thinking per prediction.",
+            "",
+        ]
 
     # Per model and role.
     table: dict[tuple[str, str], dict[str, Any]] = {}
     for job in sim_jobs:
-        role = "reference" if job.rule == "sim_reference" else "predictor"
+        comparison = job.rule == "sim_reference" and job.model.name in compared
+        role = "comparison reference" if comparison else SIM_ROLES[job.rule]
         row = table.setdefault((job.model.name, role), collections.defaultdict(float))
         row["jobs"] += 1
         row["requests"] += job.requests
@@ -578,7 +719,7 @@ def simulatability_sections(args: argparse.Namespace, jobs: list[dict[str, str]]
     ]
     for (name, role), row in table.items():
         m = models[name]
-        thinking = m.reference_thinking if role == "reference" else m.prediction_thinking
+        thinking = m.reference_thinking if role.endswith("reference") else m.prediction_thinking
         vllm = m.backend == "vllm"
         cost = f"{row['cost']:,.0f}" if row["priced"] else ("-" if vllm else "no price")
         lines.append(
@@ -639,12 +780,12 @@ def simulatability_sections(args: argparse.Namespace, jobs: list[dict[str, str]]
                       for m in vllm_models}  # fmt: skip
     groups = [grouping(models[n], js) for n, js in predictor_jobs.items() if js]
     slow_start = [grouping(models[n], js, SCE_START_S) for n, js in predictor_jobs.items() if js]
-    ref_jobs = [j for j in sim_jobs if j.rule == "sim_reference"]
-    ref_gpu = sum(job_gpu_hours(j) for j in ref_jobs)
-    ref_longest = max(
+    other_jobs = [j for j in sim_jobs if j.rule != "sim_predict"]  # references and testability ratings
+    other_gpu = sum(job_gpu_hours(j) for j in other_jobs)
+    other_longest = max(
         (inference_hours(j.model, j.prompt_tokens, j.output_tokens)
          + overhead_hours(j.model, j.output_tokens / max(j.requests, 1))
-         for j in ref_jobs if j.model.backend == "vllm"),
+         for j in other_jobs if j.model.backend == "vllm"),
         default=0.0,
     )  # fmt: skip
     per_job = sum(g.per_job_gpu_hours for g in groups)
@@ -682,11 +823,13 @@ def simulatability_sections(args: argparse.Namespace, jobs: list[dict[str, str]]
     return {
         "api_wall_clock": api_wall_clock,
         "lines": lines,
-        "ref_gpu_hours": ref_gpu,
-        "ref_longest": ref_longest,
+        "other_gpu_hours": other_gpu,
+        "other_longest": other_longest,
         "groups": groups,
         "slow_start": slow_start,
         "api_cost": total_cost,
+        "parts": parts,
+        "requests": float(sum(j.requests for j in sim_jobs)),
     }
 
 
@@ -747,7 +890,153 @@ def api_lines(sim_jobs: list[SimJob]) -> tuple[list[str], float]:
     return lines, max(wall.values(), default=0.0)
 
 
-UNESTIMATED = ("sce_requery", "sim_testability")  # inference rules whose requests the tables below leave out
+# Inference rules (those with `api_<provider>` resources) this script estimates; any other one in the DAG stops it, so
+# a new inference rule cannot be left out of the totals unnoticed.
+ESTIMATED_RULES = ("sce_predict", "sce_elicit", "sce_requery", "sim_reference", "sim_predict", "sim_testability")
+
+
+def unestimated_rules(jobs: list[dict[str, str]]) -> list[str]:
+    """Inference rules of the DAG (jobs with an `api_<provider>` resource) that have no estimate here."""
+    inference = {j["rule"] for j in jobs if any(key.startswith("res_api_") for key in j)}
+    return sorted(inference - set(ESTIMATED_RULES))
+
+
+@dataclass
+class SceInference:
+    """The sce study's inference: per-model rows, each GPU job's hours, and what `verify: requery` adds."""
+
+    models: dict[str, dict[str, float]]
+    gpu_job_hours: list[float]
+    requery: Part
+    requery_start_gpu_hours: float  # the flat start-up share of requery's GPU-hours
+
+    @property
+    def gpu_hours(self) -> float:
+        return sum(row["gpu_hours"] for row in self.models.values())
+
+    @property
+    def api_cost(self) -> float:
+        return sum(row["cost"] for row in self.models.values())
+
+
+def sce_inference(jobs: list[dict[str, str]], config: dict, catalog: dict) -> SceInference:
+    models: dict[str, dict[str, Any]] = collections.defaultdict(lambda: collections.defaultdict(float))
+    gpu_jobs: list[float] = []
+    requery, requery_start = Part(), 0.0
+    for job in jobs:
+        if job["rule"] not in ("sce_predict", "sce_elicit", "sce_requery"):
+            continue
+        raw = catalog[job["model"]]
+        row = models[job["model"]]
+        requests, prompt, output = job_tokens(job, config, catalog)
+        row["jobs"] += 1
+        row["requests"] += requests
+        row["prompt_tokens"] += prompt
+        row["output_tokens"] += output
+        row["backend"] = raw["backend"]
+        gpus = int(job.get("res_gpu", raw.get("gpus", 0)) or 0)
+        row["gpus_per_job"] = gpus
+        hours, cost = 0.0, 0.0
+        if raw["backend"] == "vllm" and gpus:
+            scale = 70.0 / params_b(raw["model_id"])
+            seconds = prompt / (PREFILL_PER_GPU_70B * scale * gpus) + output / (DECODE_PER_GPU_70B * scale * gpus)
+            hours = (seconds / 3600 + STARTUP_HOURS) * gpus
+            gpu_jobs.append(hours / gpus)
+        prices = raw.get("prices") or {}
+        if raw["backend"] != "vllm" and {"input_per_mtok", "output_per_mtok"} <= set(prices):
+            cost = (prompt * prices["input_per_mtok"] + output * prices["output_per_mtok"]) / 1e6
+            row["priced"] = True
+        row["gpu_hours"] += hours
+        row["cost"] += cost
+        if job["rule"] == "sce_requery":
+            requery += Part(requests, hours, cost)
+            requery_start += STARTUP_HOURS * gpus if hours else 0.0
+    return SceInference(dict(models), gpu_jobs, requery, requery_start)
+
+
+def sce_lines(sce: SceInference) -> list[str]:
+    lines = [
+        "## Inference per model",
+        "",
+        "Prompt tokens are counted from the rendered prompts (4 characters per token); output tokens assume "
+        f"{ANSWER_TOKENS['first']} per first answer, {ANSWER_TOKENS['followup']} per counterfactual "
+        f"({ANSWER_TOKENS['reasoning_prompt']} for the minimal_reasoning prompt) and, for thinking and "
+        "reasoning models, "
+        f"{REASONING_MODEL_SHARE_OF_MAX:.0%} of max_tokens per answer. `verify: requery` (`sce_requery`) asks the "
+        "first-pass question again on every readable counterfactual of a (model, grid, prompt) run, in a fresh chat "
+        "(the first-pass template filled with the counterfactual's record); assumed: "
+        f"{REQUERY_READABLE_SHARE:.0%} of the grid's rows yield one (an upper bound: at most one per row), each as "
+        "long as a grid point's record, answered like a first-pass question (thinking models: "
+        f"{REASONING_MODEL_SHARE_OF_MAX:.0%} of max_tokens, as above). API cost is tokens times the catalog's "
+        "list prices.",
+        "",
+        "| model | backend | jobs | GPUs per job | requests (k) | prompt tokens (M) | output tokens (M) "
+        "| GPU-hours (H100) | API cost (USD) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in sce.models.items():
+        vllm = row["backend"] == "vllm"
+        gpu_hours = f"{row['gpu_hours']:.1f}" if vllm else "API"
+        cost = "-" if vllm else (f"{row['cost']:,.0f}" if row.get("priced") else "no price")
+        lines.append(
+            f"| {name} | {row['backend']} | {int(row['jobs'])} | {int(row['gpus_per_job'])} | "
+            f"{row['requests'] / 1e3:,.0f} | {row['prompt_tokens'] / 1e6:.2f} | {row['output_tokens'] / 1e6:.2f} | "
+            f"{gpu_hours} | {cost} |"
+        )
+    lines += [
+        f"| **total** | | | | | | | **{sce.gpu_hours:.1f}** | **{sce.api_cost:,.0f}** |",
+        "",
+        "GPU throughput: Llama-3.3-70B in bf16 under vLLM reaches about 18,200 prefill and 1,480 decode tokens/s on "
+        "8x A100-80GB (evokernel case `llama33-a100x8-vllm-001`, in line with vLLM's public benchmarks), and an "
+        "H100 gives about twice an A100's vLLM throughput (Lambda, `LambdaLabsML/vllm-benchmark`). Per H100 that is "
+        f"{PREFILL_PER_GPU_70B:,.0f} prefill and {DECODE_PER_GPU_70B:,.0f} decode tokens/s for a 70B model, scaled "
+        f"by 70 / (billions of parameters) for smaller models, plus {STARTUP_HOURS * 60:.0f} minutes of start-up per "
+        "job. Prefix caching (on) shares each first turn between the first pass and its follow-ups, so prefill is "
+        "overestimated here.",
+        "",
+    ]
+    return lines
+
+
+PART_WALL_CLOCK_GPUS = 8  # the cluster size of the optional parts' wall-clock column
+PART_NOTES = {
+    "requery": "`sce.verify: [lookup]` (drops `sce_requery`)",
+    "testability": "`simulatability.testability.enabled: false`",
+    "comparison references": "drop the pairs from `simulatability.compare_references`",
+    "extra conditions": "empty `simulatability.side.extra_conditions`",
+}
+
+
+def part_lines(parts: dict[str, Part], total: Part, plan: Plan, gpus: int) -> list[str]:
+    """The optional parts' cost, each on its own, and the reproduction without any of them."""
+    core = total - sum(parts.values(), Part())
+    lines = [
+        "## Optional parts",
+        "",
+        "What each optional part of the config adds to the totals above (each job counted once: the comparison-only "
+        "references with everything their predictors answer; for the other references, only the extra conditions' "
+        "questions in predictor jobs that run anyway, so no engine start). Wall-clock: the GPU lower bound on "
+        f"{gpus} GPUs, one predictor engine per job.",
+        "",
+        f"| part | how to leave it out | requests (k) | GPU-hours (H100) | API cost (USD) | wall-clock on {gpus} GPUs "
+        "saved (h) |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, part in parts.items():
+        saved = plan.wall_clock(gpus) - wall_clock(plan.gpu_hours - part.gpu_hours, plan.longest, gpus)
+        lines.append(
+            f"| {name} | {PART_NOTES[name]} | {part.requests / 1e3:,.0f} | {part.gpu_hours:.1f} | "
+            f"{part.api_cost:,.0f} | {saved:.1f} |"
+        )
+    core_wall = wall_clock(core.gpu_hours, plan.longest, gpus)
+    lines += [
+        f"| **without all of them** | | {core.requests / 1e3:,.0f} | {core.gpu_hours:.1f} | {core.api_cost:,.0f} | "
+        f"{core_wall:.1f} h in all |",
+        f"| **total** | | {total.requests / 1e3:,.0f} | {total.gpu_hours:.1f} | {total.api_cost:,.0f} | "
+        f"{plan.wall_clock(gpus):.1f} h in all |",
+        "",
+    ]
+    return lines
 
 
 def main() -> None:
@@ -765,29 +1054,11 @@ def main() -> None:
     config = {**base, **yaml.safe_load(args.configfile.read_text())}
     catalog = yaml.safe_load((REPO / config.get("catalog", "config/models.yaml")).read_text())["models"]
     jobs = parse_jobs(dry_run(args.configfile))
+    missing = unestimated_rules(jobs)
+    if missing:
+        raise SystemExit(f"inference rule(s) {missing} in the DAG have no estimate: add them to scripts/scaling.py")
     per_rule = collections.Counter(j["rule"] for j in jobs)
-
-    models: dict[str, dict[str, float]] = collections.defaultdict(lambda: collections.defaultdict(float))
-    gpu_jobs: list[float] = []
-    for job in jobs:
-        if job["rule"] not in ("sce_predict", "sce_elicit"):
-            continue
-        raw = catalog[job["model"]]
-        row = models[job["model"]]
-        prompt, output = job_tokens(job, config, catalog)
-        row["jobs"] += 1
-        row["prompt_tokens"] += prompt
-        row["output_tokens"] += output
-        row["backend"] = raw["backend"]
-        gpus = int(job.get("res_gpu", raw.get("gpus", 0)) or 0)
-        row["gpus_per_job"] = gpus
-        if raw["backend"] == "vllm" and gpus:
-            scale = 70.0 / params_b(raw["model_id"])
-            seconds = prompt / (PREFILL_PER_GPU_70B * scale * gpus) + output / (DECODE_PER_GPU_70B * scale * gpus)
-            hours = (seconds / 3600 + STARTUP_HOURS) * gpus
-            row["gpu_hours"] += hours
-            gpu_jobs.append(hours / gpus)
-
+    sce = sce_inference(jobs, config, catalog)
     lines = [
         "# Scale of the full reproduction",
         "",
@@ -801,61 +1072,25 @@ def main() -> None:
         *[f"| {rule} | {count} |" for rule, count in sorted(per_rule.items())],
         f"| **total** | **{sum(per_rule.values())}** |",
         "",
-        *(
-            [
-                "Not yet in the GPU-hour and cost estimates below: "
-                + ", ".join(f"`{r}` ({per_rule[r]} jobs)" for r in UNESTIMATED if per_rule.get(r))
-                + ". `sce_requery` asks one first-pass-sized question per readable counterfactual (about as many "
-                "requests as `sce_elicit`, with short answers); `sim_testability` asks one 0-10 rating per pair of "
-                "the rating predictor.",
-                "",
-            ]
-            if any(per_rule.get(r) for r in UNESTIMATED)
-            else []
-        ),
-        "## Inference per model",
+        f"Every inference rule is estimated below: {', '.join(f'`{r}`' for r in ESTIMATED_RULES if per_rule.get(r))}.",
         "",
-        "Prompt tokens are counted from the rendered prompts (4 characters per token); output tokens assume "
-        f"{ANSWER_TOKENS['first']} per first answer, {ANSWER_TOKENS['followup']} per counterfactual "
-        f"({ANSWER_TOKENS['reasoning_prompt']} for the minimal_reasoning prompt) and, for thinking and "
-        "reasoning models, "
-        f"{REASONING_MODEL_SHARE_OF_MAX:.0%} of max_tokens per answer.",
-        "",
-        "| model | backend | jobs | GPUs per job | prompt tokens (M) | output tokens (M) | GPU-hours (H100) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    total_gpu_hours = 0.0
-    for name, row in models.items():
-        total_gpu_hours += row["gpu_hours"]
-        gpu_hours = f"{row['gpu_hours']:.1f}" if row["backend"] == "vllm" else "API"
-        lines.append(
-            f"| {name} | {row['backend']} | {int(row['jobs'])} | {int(row['gpus_per_job'])} | "
-            f"{row['prompt_tokens'] / 1e6:.2f} | {row['output_tokens'] / 1e6:.2f} | {gpu_hours} |"
-        )
-    lines += [
-        f"| **total** | | | | | | **{total_gpu_hours:.1f}** |",
-        "",
-        "GPU throughput: Llama-3.3-70B in bf16 under vLLM reaches about 18,200 prefill and 1,480 decode tokens/s on "
-        "8x A100-80GB (evokernel case `llama33-a100x8-vllm-001`, in line with vLLM's public benchmarks), and an "
-        "H100 gives about twice an A100's vLLM throughput (Lambda, `LambdaLabsML/vllm-benchmark`). Per H100 that is "
-        f"{PREFILL_PER_GPU_70B:,.0f} prefill and {DECODE_PER_GPU_70B:,.0f} decode tokens/s for a 70B model, scaled "
-        f"by 70 / (billions of parameters) for smaller models, plus {STARTUP_HOURS * 60:.0f} minutes of start-up per "
-        "job. Prefix caching (on) shares each first turn between the first pass and its follow-ups, so prefill is "
-        "overestimated here.",
-        "",
+        *sce_lines(sce),
     ]
     sim = simulatability_sections(args, jobs, catalog)
     lines += sim["lines"]
-    plans = predictor_plans(sim, total_gpu_hours, max(gpu_jobs, default=0.0))
+    sce_longest = max(sce.gpu_job_hours, default=0.0)
+    plans = predictor_plans(sim, sce.gpu_hours, sce_longest)
     per_job = plans["per job"]
+    sim_cost = sim.get("api_cost", 0.0)
     lines += [
         "## Wall-clock on a cluster with N GPUs",
         "",
         "Both studies; jobs run side by side as GPUs allow and a job cannot be shorter than its own run time (a lower "
         "bound: queueing and the order of dependent jobs add to it). Total GPU-hours: "
-        f"{per_job.gpu_hours:.1f} (sce {total_gpu_hours:.1f}, simulatability "
-        f"{per_job.gpu_hours - total_gpu_hours:.1f}) with one predictor engine per job, as the rules run it; the "
-        "other columns are the alternatives of the predictor-engine decision below.",
+        f"{per_job.gpu_hours:.1f} (sce {sce.gpu_hours:.1f}, simulatability "
+        f"{per_job.gpu_hours - sce.gpu_hours:.1f}) with one predictor engine per job, as the rules run it; the "
+        "other columns are the alternatives of the predictor-engine decision below. API cost: "
+        f"{sce.api_cost + sim_cost:,.0f} USD (sce {sce.api_cost:,.0f}, simulatability {sim_cost:,.0f}).",
         "",
         "| GPUs | wall-clock (hours) |" + "".join(f" {name} (hours) |" for name in list(plans)[1:]),
         "| ---: | ---: |" + " ---: |" * (len(plans) - 1),
@@ -875,16 +1110,33 @@ def main() -> None:
             f"provider needs about {sim['api_wall_clock']:.0f} h (API section), which can bound the reproduction "
             "too: raise `api_<provider>` within the account's rate limits to shorten it.",
         ]
-    if sim["lines"]:
-        slow = predictor_plans({**sim, "groups": sim["slow_start"]}, total_gpu_hours, max(gpu_jobs, default=0.0))
+    parts = {"requery": sce.requery, **sim["parts"]}
+    parts = {name: part for name, part in parts.items() if part != Part()}
+    if parts:
+        requests = sum(row["requests"] for row in sce.models.values()) + sim.get("requests", 0.0)
+        total = Part(requests, per_job.gpu_hours, sce.api_cost + sim_cost)
+        lines += part_lines(parts, total, per_job, PART_WALL_CLOCK_GPUS)
+        if sce.requery_start_gpu_hours:
+            lines[-1:-1] = [
+                "",
+                f"Of requery's GPU-hours, {sce.requery_start_gpu_hours:.1f} are the sce table's flat "
+                f"{STARTUP_HOURS * 60:.0f}-minute start per GPU job; at the engine starts estimated for the "
+                "simulatability jobs (1-3 minutes) most of that goes.",
+            ]
+    if sim.get("groups"):  # the decision needs vLLM predictors
+        slow = predictor_plans({**sim, "groups": sim["slow_start"]}, sce.gpu_hours, sce_longest)
         lines += decision_lines(sim, plans, slow)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
-    print(
-        f"wrote {args.out} ({sum(per_rule.values())} jobs, {per_job.gpu_hours:.1f} GPU-hours; "
-        + ", ".join(f"{name}: {plan.gpu_hours:.1f}" for name, plan in list(plans.items())[1:])
-        + f"; API ${sim.get('api_cost', 0.0):,.0f})"
-    )
+    summary = [
+        f"{sum(per_rule.values())} jobs",
+        f"{per_job.gpu_hours:.1f} GPU-hours (sce {sce.gpu_hours:.1f})",
+        *(f"{name}: {plan.gpu_hours:.1f}" for name, plan in list(plans.items())[1:]),
+        f"API ${sce.api_cost + sim_cost:,.0f} (sce ${sce.api_cost:,.0f})",
+        f"{PART_WALL_CLOCK_GPUS} GPUs: {per_job.wall_clock(PART_WALL_CLOCK_GPUS):.1f} h",
+        *(f"{n}: {p.gpu_hours:.1f} GPU-h, ${p.api_cost:,.0f}" for n, p in parts.items()),
+    ]
+    print(f"wrote {args.out} ({'; '.join(summary)})")
 
 
 @dataclass(frozen=True)
@@ -903,8 +1155,8 @@ def predictor_plans(sim: dict[str, Any], sce_gpu_hours: float, sce_longest: floa
     """Per job (the rules), all vLLM predictors grouped, and only those for which grouping alone saves at least the
     threshold share of their GPU-hours (short jobs, where the start weighs most)."""
     groups: list[Grouping] = sim.get("groups", [])
-    base = sce_gpu_hours + sim.get("ref_gpu_hours", 0.0)
-    floor = max(sce_longest, sim.get("ref_longest", 0.0))
+    base = sce_gpu_hours + sim.get("other_gpu_hours", 0.0)
+    floor = max(sce_longest, sim.get("other_longest", 0.0))
     per_job = Plan(base + sum(g.per_job_gpu_hours for g in groups), max([floor, *(g.longest_per_job for g in groups)]))
     plans = {"per job": per_job}
     if not groups:

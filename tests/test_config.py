@@ -142,6 +142,14 @@ def test_a_study_left_out_is_checked_for_shape_not_names(workdir):
         (lambda c: c.update(transcripts={"sample": -1}), r"config\.transcripts\.sample: -1 is less than"),
         (lambda c: c.update(transcripts={"colour": "red"}), r"config\.transcripts: Additional properties"),
         (
+            lambda c: c.update(cross_study={"predictors": "some"}),
+            r"config\.cross_study\.predictors: 'some' is not one of \['all', 'exclude_same_family'\]",
+        ),
+        (
+            lambda c: c.update(cross_study={"bootstrap": {"resamples": -1}}),
+            r"config\.cross_study\.bootstrap\.resamples: -1 is less than the minimum of 0",
+        ),
+        (
             lambda c: c["sce"].update(verify=["lookup", "ask"]),
             r"config\.sce\.verify",
         ),
@@ -154,9 +162,28 @@ def test_a_study_left_out_is_checked_for_shape_not_names(workdir):
             r"config\.simulatability\.compare_references\[0\]",
         ),
         (
-            lambda c: c["simulatability"].update(compare_references=[["synthetic-truthful", "synthetic-reader-a"]]),
-            r"config\.simulatability\.compare_references\[0\]: \['synthetic-reader-a'\] not in "
-            r"simulatability\.references",
+            lambda c: c["simulatability"].update(compare_references=[["synthetic-truthful", "gpt-13"]]),
+            r"config\.simulatability\.compare_references\[0\]\[1\]: 'gpt-13' is not one of",
+        ),
+        (
+            lambda c: c["simulatability"].update(
+                conditions=["without_explanation"], compare_references=[["synthetic-truthful", "synthetic-exact"]]
+            ),
+            r"config\.simulatability\.compare_references\[0\]: McNemar compares WITH-explanation answers, but "
+            r"with_explanation is not among the conditions of \['synthetic-truthful', 'synthetic-exact'\]",
+        ),
+        (
+            lambda c: c["simulatability"]["side"].update(extra_conditions={"cot": ["synthetic-reader-a"]}),
+            r"config\.simulatability\.side\.extra_conditions\.cot: \['synthetic-reader-a'\] not among the "
+            r"reference models",
+        ),
+        (
+            lambda c: c["simulatability"]["side"].update(extra_conditions={"thinking": ["synthetic-truthful"]}),
+            r"config\.simulatability\.side\.extra_conditions: 'thinking' is not one of",
+        ),
+        (
+            lambda c: c["simulatability"]["side"].update(extra_conditions={"cot": "synthetic-truthful"}),
+            r"config\.simulatability\.side\.extra_conditions\.cot: 'synthetic-truthful' is not of type 'array'",
         ),
         (
             lambda c: c["simulatability"].update(compare_references=[["synthetic-exact", "synthetic-exact"]]),

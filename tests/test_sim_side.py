@@ -128,6 +128,19 @@ def test_mcnemar_corrected_chi2_by_hand():
     assert same["statistic"] == 0.0 and same["p_value"] == pytest.approx(1.0)
 
 
+def test_clustered_mcnemar_by_hand():
+    # clusters' discordant counts b = (2, 0, 1), c = (0, 1, 1): d = (2, -1, 0), X^2 = 1^2 / 5
+    out = side.clustered_mcnemar([2, 0, 1], [0, 1, 1])
+    assert out["statistic_clustered"] == pytest.approx(0.2)
+    assert out["p_value_clustered"] == pytest.approx(0.6547208, abs=1e-6)
+    # one observation per cluster: the uncorrected McNemar test, (b - c)^2 / (b + c) = (3 - 1)^2 / 4
+    assert side.clustered_mcnemar([1, 1, 1, 0], [0, 0, 0, 1])["statistic_clustered"] == pytest.approx(1.0)
+    # all discordance in one cluster: one effective observation, X^2 = d^2 / d^2 = 1 whatever its size
+    assert side.clustered_mcnemar([30, 0], [0, 0])["statistic_clustered"] == pytest.approx(1.0)
+    none = side.clustered_mcnemar([0, 0], [0, 0])
+    assert math.isnan(none["statistic_clustered"]) and none["p_value_clustered"] == 1.0
+
+
 def test_mcnemar_exact_by_hand():
     # b + c = 8 < 25: p = 2 * (C(8,0) + C(8,1)) / 2^8 = 18/256
     out = side.mcnemar(1, 7)
@@ -192,6 +205,8 @@ def test_mcnemar_table_counts_by_hand():
     assert (pooled["both_correct"], pooled["both_wrong"]) == (2, 1)
     assert pooled["test"] == "exact" and pooled["p_value"] == pytest.approx(2 * 5 / 16)  # 2 P(X <= 1), X ~ B(4, .5)
     assert pooled["unmatched_a"] == 1
+    # one cluster: d = 3 - 1 = 2, X^2 = 2^2 / 2^2 = 1
+    assert pooled["statistic_clustered"] == pytest.approx(1.0)
     # one cluster (dataset d, centre row 1) holds every paired observation: every replicate equals the estimate
     assert pooled["difference_ci_lower"] == pytest.approx(-200 / 7)
     assert set(table["scope"]) == {"pooled", "dataset", "predictor"}
@@ -338,6 +353,18 @@ def test_condition_table():
     only_explanation = conditions_summary().query("comparison == 'explanation'")
     assert set(side.condition_table(only_explanation)["name"]) == {"with_explanation", "without_explanation",
                                                                     "explanation"}  # fmt: skip
+
+
+def test_conditions_figure_keeps_the_references_that_ran_cot_or_no_reference():
+    summary = conditions_summary()
+    # r2 ran only with and without the explanation (as the paper's non-Qwen references)
+    summary = summary.loc[~((summary["reference"] == "r2") & (summary["comparison"] != "explanation"))]
+    table = side.condition_table(summary)
+    assert set(table["reference"]) == {"r1", "r2"}
+    assert set(side.with_extra_conditions(table)["reference"]) == {"r1"}
+    assert side.with_extra_conditions(
+        side.condition_table(conditions_summary().query("comparison == 'explanation'"))
+    ).empty
 
 
 def test_figures_are_drawn(tmp_path):

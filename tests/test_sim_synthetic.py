@@ -10,8 +10,9 @@ from functools import cache
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
-from selfexplain.config import load_yaml, validate
+from selfexplain.config import load_catalog, load_yaml, validate
 from selfexplain.errors import ConfigError
 from selfexplain.llm.backends import make_backend
 from selfexplain.llm.catalog import parse_entry
@@ -24,10 +25,13 @@ from selfexplain.simulatability.datasets import describe, load_spec, load_table,
 from selfexplain.simulatability.moral_machines import generate_scenarios, pair_scenarios, scenario_from_row
 from selfexplain.simulatability.prompts import answer_options, predictor_fields, reference_fields
 from selfexplain.simulatability.synthetic import (
+    DEFAULT_MISJUDGE_RATE,
+    EXPLANATIONS,
     MALFORMED_NOISE,
     MM_COMPONENTS,
     NOISE_KINDS,
     READABLE_NOISE,
+    TESTABILITY_KINDS,
     RuleRespondent,
     ScenarioRule,
     TabularRule,
@@ -372,6 +376,37 @@ def test_misleading_reference_names_other_features_and_answers_the_same(dataset)
         assert read_rule(reasoning, dataset) == rule  # the thinking stays faithful
 
 
+@pytest.mark.parametrize("explanation", EXPLANATIONS)
+@pytest.mark.parametrize("dataset", ["heart_disease", MORAL_MACHINES])
+def test_thinking_only_goes_in_front_and_states_the_rule_the_answers_follow(explanation, dataset):
+    """`think` never changes a reply's sections or noise draws (so switching it on leaves the with/without
+    explanation conditions as they were), and the thinking states the true rule, under misleading too."""
+    noise = {k: 0.2 for k in NOISE_KINDS if k not in ("think", "unclosed_think", "empty")}
+    plain = RuleRespondent({"explanation": explanation, "noise": noise}, seed=3)
+    thinking = RuleRespondent({"explanation": explanation, "noise": noise, "think": True}, seed=3)
+    rule = plain.rule(dataset)
+    for text, record in _records(dataset, 12):
+        for first in (True, False):
+            prompt = _reference_prompt(dataset, text, first)
+            without, with_thinking = _ask(plain, prompt), _ask(thinking, prompt)
+            reasoning, body = split_thinking(with_thinking)
+            assert body == without and with_thinking == f"<think>\n{reasoning}\n</think>\n\n{without}"
+            assert read_rule(reasoning, dataset) == rule and rule.decide(record) in reasoning
+            assert _ask(thinking, prompt) == with_thinking  # deterministic
+
+
+def test_default_references_all_think_so_the_cot_condition_covers_them():
+    """The conditions figure compares cot with the explanation for every reference: each synthetic reference of the
+    default config must think (a reference without thinking gets no cot rows)."""
+    config = load_yaml(REPO / "config" / "config.yaml")
+    catalog = load_yaml(REPO / config["catalog"])["models"]
+    assert "cot" in config["simulatability"]["conditions"]
+    synthetic = [r for r in config["simulatability"]["references"] if catalog[r]["backend"] == "synthetic"]
+    assert synthetic
+    silent = [r for r in synthetic if not catalog[r]["synthetic"].get("simulatability", {}).get("think", False)]
+    assert not silent, f"config/models.yaml: set simulatability.think: true for {silent}"
+
+
 def test_reworded_prompt_gets_the_same_answer():
     model = RuleRespondent(seed=4)
     for dataset in ("heart_disease", MORAL_MACHINES):
@@ -593,3 +628,52 @@ def test_catalog_block_defaults_and_backend_round_trip():
     assert read_rule(completion.reasoning, "heart_disease") == rule and "<think>" not in completion.text
     assert _sections(completion.text)["ANSWER"] == rule.decide(record)
     assert SyntheticModel({"seed": 3}).respond([{"role": "user", "content": "nothing known"}]) == UNKNOWN_CHAT
+
+
+@pytest.mark.parametrize(
+    ("testability", "expected"),
+    [
+        ({"misjudge_rate": 1.5}, r"testability\.misjudge_rate: 1\.5 is greater than the maximum of 1"),
+        ({"misjudge_rate": -0.1}, r"testability\.misjudge_rate: -0\.1 is less than the minimum of 0"),
+        ({"misjudge_rate": "often"}, r"testability\.misjudge_rate: 'often' is not of type 'number'"),
+        ({"known_seed": -1}, r"testability\.known_seed: -1 is less than the minimum of 0"),
+        ({"known_seed": 1.5}, r"testability\.known_seed: 1\.5 is not of type 'integer'"),
+        ({"known_seed": "zero"}, r"testability\.known_seed: 'zero' is not of type 'integer'"),
+        ({"seed": 2}, r"testability: Additional properties are not allowed \('seed' was unexpected\)"),
+        ("lenient", r"testability: 'lenient' is not of type 'object'"),
+    ],
+)
+def test_catalog_testability_block_refuses_bad_values(tmp_path, testability, expected):
+    entry = {"backend": "synthetic", "model_id": "x", "synthetic": {"simulatability": {"testability": testability}}}
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": {"rater": entry}}))
+    with pytest.raises(ConfigError, match=r"models\.rater\.synthetic\.simulatability\." + expected) as info:
+        load_catalog(path, SCHEMA)
+    assert "\n" not in str(info.value)
+
+
+def test_catalog_testability_block_takes_exactly_the_respondents_keys(tmp_path):
+    schema = load_yaml(SCHEMA)
+    block = schema["properties"]["models"]["additionalProperties"]["properties"]["synthetic"]["properties"]
+    testability = block["simulatability"]["properties"]["testability"]
+    assert set(testability["properties"]) == set(TESTABILITY_KINDS)
+    assert "default" not in testability and not any("default" in p for p in testability["properties"].values())
+    entry = {"backend": "synthetic", "model_id": "x", "synthetic": {"seed": 1000}}
+    entry["synthetic"]["simulatability"] = {"testability": {"known_seed": 7, "misjudge_rate": 0}}
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump({"models": {"rater": entry, "plain": {"backend": "synthetic", "model_id": "y"}}}))
+    catalog = load_catalog(path, SCHEMA)
+    settings = catalog["rater"].synthetic["simulatability"]
+    rater = RuleRespondent(settings, seed=1000, datasets=["heart_disease"])
+    assert (rater.known_seed, rater.misjudge_rate) == (7, 0.0)
+    assert rater.known_rule("heart_disease") == RuleRespondent(seed=7).rule("heart_disease")
+    plain = RuleRespondent(catalog["plain"].synthetic["simulatability"], datasets=["heart_disease"])
+    assert (plain.known_seed, plain.misjudge_rate) == (0, DEFAULT_MISJUDGE_RATE)
+    assert "testability" not in catalog["plain"].synthetic["simulatability"]  # no defaults: same behaviour hash
+    for bad, message in (
+        ({"known_seed": -1}, r"known_seed: -1 is not an integer >= 0"),
+        ({"known_seed": True}, r"known_seed: True is not an integer >= 0"),
+        ({"misjudge_rate": "often"}, r"misjudge_rate: 'often' is not a number"),
+    ):
+        with pytest.raises(ConfigError, match=r"synthetic\.simulatability\.testability\." + message):
+            RuleRespondent({"testability": bad})

@@ -275,6 +275,7 @@ def test_template_fills_with_the_predictor_fields_and_is_checked(tmp_path):
         "hamming": {"min_group_size": 5, "max_group_size": 10},
         "testability": {"enabled": True, "predictor": None},
         "compare_references": [],
+        "side": {"extra_conditions": {}},
     }
     shutil.copytree(PROMPTS, tmp_path / "prompts")
     check_section(section)

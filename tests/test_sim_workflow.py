@@ -92,7 +92,8 @@ def test_dataset_without_offline_source_says_how_to_get_it(tmp_path):
 
 def test_the_study_on_synthetic_models_end_to_end(tmp_path):
     """Reference answers, predictions, metrics, summary and figures: the truthful explainer helps its predictors,
-    the misleading one misleads them."""
+    the misleading one misleads them. A model named only in compare_references is run for McNemar and kept out of
+    the summary; an extra condition runs for the one reference that names it."""
     config = {
         "studies": ["simulatability"],
         "simulatability": {
@@ -103,15 +104,35 @@ def test_the_study_on_synthetic_models_end_to_end(tmp_path):
             "moral_machines": {"scenarios": 3000},
             "eval_set": {"size": 150, "unit": "rows", "seed": 1},
             "bootstrap": {"resamples": 200, "seed": 0},
+            "compare_references": [["synthetic-truthful", "synthetic-exact"]],
+            "side": {"extra_conditions": {"no_reference": ["synthetic-truthful"]}},
         },
     }
     workdir = _workdir(tmp_path, config)
     _snakemake(workdir)
     results = workdir / "results/simulatability"
+    assert set(pd.read_csv(results / "summary.csv")["reference"]) == {"synthetic-truthful", "synthetic-misleading"}
+    mcnemar = pd.read_csv(results / "side/mcnemar.csv")
+    assert set(zip(mcnemar["reference_a"], mcnemar["reference_b"], strict=True)) == {
+        ("synthetic-truthful", "synthetic-exact")
+    }
+    conditions = {
+        ref: set(pd.read_parquet(results / f"{ref}/synthetic-reader-a/predictions.parquet")["condition"])
+        for ref in ("synthetic-truthful", "synthetic-misleading", "synthetic-exact")
+    }
+    assert conditions["synthetic-truthful"] == {"with_explanation", "without_explanation", "no_reference"}
+    assert (
+        conditions["synthetic-misleading"]
+        == conditions["synthetic-exact"]
+        == {"with_explanation", "without_explanation"}
+    )
+    side_conditions = pd.read_csv(results / "side/conditions.csv")
+    assert set(side_conditions.loc[side_conditions["name"] == "no_reference", "reference"]) == {"synthetic-truthful"}
     for figure in ("nsg_by_reference", "nsg_by_dataset", "nsg_by_predictor", "egregious"):
         assert (results / f"figures/{figure}.png").stat().st_size > 10_000
     summary = pd.read_csv(results / "summary.csv")
-    pooled = summary[(summary["scope"] == "pooled") & (summary["predictors"] == "all")].set_index("reference")
+    keep = (summary["scope"] == "pooled") & (summary["predictors"] == "all") & (summary["comparison"] == "explanation")
+    pooled = summary[keep].set_index("reference")
     assert pooled.loc["synthetic-truthful", "nsg_ci_lower"] > 20
     assert pooled.loc["synthetic-misleading", "nsg_ci_upper"] < 0
     metrics = json.loads((results / "synthetic-truthful/metrics.json").read_text())
@@ -124,5 +145,6 @@ def test_the_study_on_synthetic_models_end_to_end(tmp_path):
     assert not predictions.duplicated(["pair_id", "condition", "repeat"]).any()
     usage = pd.read_csv(workdir / "results/usage.csv")
     assert {"sim_reference", "sim_predict"} <= set(usage["rule"])
+    assert "synthetic-exact" in set(usage.loc[usage["rule"] == "sim_reference", "model"])
     rerun = _snakemake(workdir, "-n")
     assert "Nothing to be done" in rerun.stdout + rerun.stderr

@@ -70,6 +70,19 @@ def mcnemar(b: int, c: int, *, exact_below: int = DEFAULT_EXACT_BELOW) -> dict[s
     return {"test": "chi2_cc", "statistic": float(statistic), "p_value": float(stats.chi2.sf(statistic, 1))}
 
 
+def clustered_mcnemar(only_a: Any, only_b: Any) -> dict[str, Any]:
+    """McNemar's test for clustered pairs (Durkalski et al., Stat Med 2003): per cluster k the discordant counts b_k
+    (only A right) and c_k (only B right); X^2 = (sum_k (b_k - c_k))^2 / sum_k (b_k - c_k)^2 on 1 df. The plain test
+    takes every observation as independent, but a centre question's predictors, repeats and answer orders share one
+    cluster; with one observation per cluster this is the uncorrected McNemar test."""
+    d = np.asarray(only_a, dtype=np.float64) - np.asarray(only_b, dtype=np.float64)
+    denominator = float((d**2).sum())
+    if denominator == 0:
+        return {"statistic_clustered": math.nan, "p_value_clustered": 1.0}
+    statistic = float(d.sum()) ** 2 / denominator
+    return {"statistic_clustered": statistic, "p_value_clustered": float(stats.chi2.sf(statistic, 1))}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------------------------
@@ -348,7 +361,7 @@ def mcnemar_block(
     exact_below: int = DEFAULT_EXACT_BELOW,
 ) -> dict[str, Any]:
     """Accuracies of A and B on paired observations, the difference B - A with a cluster-bootstrap CI, the
-    discordant counts and McNemar's test."""
+    discordant counts, McNemar's test (as the paper) and its clustered version."""
     a = frame["correct_a"].to_numpy(dtype=bool)
     b = frame["correct_b"].to_numpy(dtype=bool)
     cl, k = _clusters(frame)
@@ -360,6 +373,8 @@ def mcnemar_block(
     boot = resampler.sums(counts, reference, table) if k else np.empty((0, 3))
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
     test = mcnemar(only_a, only_b, exact_below=exact_below)
+    discordant = m.cluster_counts(cl, k, [a & ~b, ~a & b]) if k else np.zeros((0, 2))
+    test.update(clustered_mcnemar(discordant[:, 0], discordant[:, 1]))
     ci = _ci(diff(boot), resampler.level) if len(boot) else _nan_ci()
     return {
         "n": len(a),
@@ -420,8 +435,8 @@ def mcnemar_table(
             rows.append(row)
     columns = ["reference_a", "reference_b", "scope", "group", "n", "n_clusters", "accuracy_a", "accuracy_b",
                "difference", "difference_ci_lower", "difference_ci_upper", "both_correct", "both_wrong",
-               "only_a_correct", "only_b_correct", "test", "statistic", "p_value", "unmatched_a", "unmatched_b",
-               "unreadable"]  # fmt: skip
+               "only_a_correct", "only_b_correct", "test", "statistic", "p_value", "statistic_clustered",
+               "p_value_clustered", "unmatched_a", "unmatched_b", "unreadable"]  # fmt: skip
     table = pd.DataFrame(rows, columns=columns)
     for column in ("unmatched_a", "unmatched_b", "unreadable"):  # only on pooled rows
         table[column] = table[column].astype("Int64")
@@ -502,13 +517,17 @@ def _read_summary(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def run_agreement(summary_path: str | Path, json_out: str | Path, figure_out: str | Path) -> dict[str, Any]:
-    """Rule sim_side_agreement: predictor agreement (agreement.json) and its figure."""
+def run_agreement(
+    summary_path: str | Path, bootstrap: Mapping[str, int], json_out: str | Path, figure_out: str | Path
+) -> dict[str, Any]:
+    """Rule sim_side_agreement: predictor agreement with its bootstrap CIs (resampling the reference models, seeded
+    by the simulatability `bootstrap` settings) to JSON, and its figure."""
     from selfexplain.io import write_json
     from selfexplain.simulatability.agreement import nsg_matrix, predictor_agreement
     from selfexplain.simulatability.side_plots import plot_agreement
 
-    result = predictor_agreement(nsg_matrix(_read_summary(summary_path)))
+    matrix = nsg_matrix(_read_summary(summary_path))
+    result = predictor_agreement(matrix, resamples=int(bootstrap["resamples"]), seed=int(bootstrap["seed"]))
     write_json(result, json_out)
     plot_agreement(result, figure_out)
     return result
@@ -558,8 +577,15 @@ def run_conditions(summary_path: str | Path, table_out: str | Path, figure_out: 
 
     table = condition_table(_read_summary(summary_path))
     _write_csv(table, table_out)
-    plot_conditions(table, figure_out)
+    plot_conditions(with_extra_conditions(table), figure_out)
     return table
+
+
+def with_extra_conditions(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the references that ran cot or no_reference: the figure compares those conditions with the
+    explanation, so a reference run only with and without it (the paper's 12 other references) adds no comparison."""
+    extra = table.loc[table["name"].isin([m.COT, m.NO_REFERENCE]).to_numpy(), "reference"]
+    return table.loc[table["reference"].isin(set(extra)).to_numpy()].reset_index(drop=True)
 
 
 def run_mcnemar(

@@ -1,7 +1,8 @@
 """Figures of the side analyses (`selfexplain.simulatability.side` and `.agreement`), readable without the code.
 
 Each function draws one PNG from the table its analysis writes; the captions say what a point, bar and interval
-mean. Intervals are 95 % cluster-bootstrap CIs (clusters = dataset and centre question).
+mean. Intervals are 95 % cluster-bootstrap CIs (clusters = dataset and centre question), except predictor
+agreement's, whose bootstrap resamples the reference models it ranks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ def _fmt(value: Any, digits: int = 1) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _interval(bounds: Any, digits: int) -> str:
+    """The CI as "[lower, upper]", or "" when there is none (absent, or NaN/None bounds)."""
+    if not bounds or any(b is None or math.isnan(b) for b in bounds):
+        return ""
+    return f"[{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
+
+
 def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#555555")
     ax.set_xticks([])
@@ -31,7 +39,7 @@ def _empty(ax: Any, text: str) -> None:
 
 def plot_agreement(agreement: dict[str, Any], path: str | Path) -> None:
     """Left: NSG each predictor gets from each reference model (lines join one predictor's values). Right: Spearman's
-    rho of every predictor pair. Title: Kendall's W."""
+    rho of every predictor pair and their mean. Title: Kendall's W; both with their bootstrap CIs."""
     nsg = pd.DataFrame(agreement["nsg"]).T.astype(float)
     references = list(nsg.index)
     predictors = list(nsg.columns)
@@ -66,11 +74,15 @@ def plot_agreement(agreement: dict[str, Any], path: str | Path) -> None:
         fig.colorbar(image, ax=right, fraction=0.046, pad=0.04, label="Spearman's rho")
     else:
         _empty(right, "fewer than two predictors")
-    right.set_title("Rank correlation of predictors' NSGs", fontsize=9.5)
+    mean_ci = _interval(agreement.get("spearman_mean_ci"), 2)
+    right.set_title(f"Rank correlation of predictors' NSGs\nmean rho = {_fmt(agreement['spearman_mean'], 2)} "
+                    f"{mean_ci}", fontsize=9.5)  # fmt: skip
     k = agreement["kendall"]
+    why = f" (no CI: {k['w_ci_reason']})" if k.get("w_ci_reason") else ""
     fig.suptitle(
         f"Do the predictors agree which models explain best? Kendall's W = {_fmt(k['w'], 3)} "
-        f"(m = {k['m']} predictors, n = {k['n']} reference models, p = {_fmt(k['p_value'], 3)})",
+        f"{_interval(k.get('w_ci'), 3)}{why}\n"
+        f"m = {k['m']} predictors, n = {k['n']} reference models, p = {_fmt(k['p_value'], 3)}",
         fontsize=10,
     )
     fig.tight_layout()
@@ -80,7 +92,8 @@ def plot_agreement(agreement: dict[str, Any], path: str | Path) -> None:
         fig,
         "Kendall's W: 1 = every predictor ranks the reference models by NSG alike, 0 = no agreement (tie-corrected; "
         "chi-squared test on n - 1 df). Spearman's rho of two predictors' NSG rankings. With n = 2 reference models "
-        "a correlation can only be +1 or -1." + note,
+        "a correlation can only be +1 or -1. Brackets: 95 % percentile-bootstrap CIs, resampling the reference "
+        "models with replacement (few models: wide)." + note,
     )
     save_png(fig, path)
 
@@ -260,7 +273,8 @@ def plot_mcnemar(table: pd.DataFrame, path: str | Path) -> None:
         for yi, (_, r) in zip(y, rows.iterrows(), strict=True):
             text = (f"B - A {_fmt(r['difference'])} pp [{_fmt(r['difference_ci_lower'])}, "
                     f"{_fmt(r['difference_ci_upper'])}]; discordant {r['only_a_correct']} / {r['only_b_correct']}; "
-                    f"p = {r['p_value']:.2g} ({r['test']}); n = {r['n']}")  # fmt: skip
+                    f"p = {r['p_value']:.2g} ({r['test']}), clustered {r['p_value_clustered']:.2g}; "
+                    f"n = {r['n']}")  # fmt: skip
             ax.text(1.01, yi, text, transform=ax.get_yaxis_transform(), va="center", fontsize=7.5, clip_on=False)
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
@@ -276,7 +290,8 @@ def plot_mcnemar(table: pd.DataFrame, path: str | Path) -> None:
         fig,
         "Observations are paired one to one on (pair, predictor, repeat). Discordant: only A right vs only B right. "
         "p: McNemar's chi-squared with continuity correction, or the exact binomial test (exact) when there are "
-        "fewer than the configured number of discordant observations. The test treats observations as independent; "
-        "the difference's CI is a 95 % cluster-bootstrap interval (clusters = dataset and centre question).",
+        "fewer than the configured number of discordant observations; it treats observations as independent, as "
+        "the paper's. Clustered: McNemar's test for clustered data (Durkalski 2003). The difference's CI is a 95 % "
+        "cluster-bootstrap interval (clusters = dataset and centre question).",
     )
     save_png(fig, path)

@@ -37,7 +37,10 @@ it). CONFIDENCE is LOW on the threshold (margin 0), MEDIUM at margin 1, HIGH bey
   with margin 0 (a locally consistent lie), and the factors name the decoy's features.
 * thinking (`think: true`, or the `think` noise rate): the reply starts with `<think>...</think>` stating the TRUE
   rule in the first person with this case's points, also under `misleading` (faithful thinking, unfaithful
-  explanation), so the `cot` condition shows the predictor the real rule.
+  explanation), so the `cot` condition shows the predictor the real rule. The think block is only put in front:
+  the sections and every noise draw are those of the same reply without it. A reference without thinking has
+  nothing for the `cot` condition to show (its cot questions are skipped), so a catalog reference meant for the cot
+  condition sets `think: true`.
 
 Predictor reply ([ANSWER] and [CONFIDENCE] in the prompt's order). It looks for a rule statement in the chat (the
 explanation or the thinking; `read_rule`). With one it can read (features and values of this dataset) it applies it
@@ -551,8 +554,14 @@ class RuleRespondent:
         unknown = sorted(set(testability) - set(TESTABILITY_KINDS))
         if unknown:
             raise ConfigError(f"synthetic.simulatability.testability.{unknown[0]}: unknown; known: {TESTABILITY_KINDS}")
-        self.known_seed = int(testability.get("known_seed", 0))
-        self.misjudge_rate = float(testability.get("misjudge_rate", DEFAULT_MISJUDGE_RATE))
+        known_seed = testability.get("known_seed", 0)
+        if isinstance(known_seed, bool) or not isinstance(known_seed, int | np.integer) or known_seed < 0:
+            raise ConfigError(f"synthetic.simulatability.testability.known_seed: {known_seed!r} is not an integer >= 0")
+        self.known_seed = int(known_seed)
+        misjudge_rate = testability.get("misjudge_rate", DEFAULT_MISJUDGE_RATE)
+        if isinstance(misjudge_rate, bool) or not isinstance(misjudge_rate, int | float | np.number):
+            raise ConfigError(f"synthetic.simulatability.testability.misjudge_rate: {misjudge_rate!r} is not a number")
+        self.misjudge_rate = float(misjudge_rate)
         if not 0 <= self.misjudge_rate <= 1:
             raise ConfigError(
                 f"synthetic.simulatability.testability.misjudge_rate: rate {self.misjudge_rate} is not in [0, 1]"
