@@ -146,6 +146,10 @@ def test_a_study_left_out_is_checked_for_shape_not_names(workdir):
             r"config\.cross_study\.predictors: 'some' is not one of \['all', 'exclude_same_family'\]",
         ),
         (
+            lambda c: c.update(cross_study={"bootstrap": {"seed": "zero"}}),
+            r"config\.cross_study\.bootstrap\.seed: 'zero' is not of type 'integer'",
+        ),
+        (
             lambda c: c.update(cross_study={"bootstrap": {"resamples": -1}}),
             r"config\.cross_study\.bootstrap\.resamples: -1 is less than the minimum of 0",
         ),
