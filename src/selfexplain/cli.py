@@ -29,31 +29,15 @@ def _sce_score(args: argparse.Namespace) -> None:
     from selfexplain.sce.original import is_results_file
     from selfexplain.sce.scoring import ORIGINAL_METRICS
 
+    scoring = (args.table, args.dataset, args.scores, args.json, args.distance, args.resamples, args.seed)
     if is_results_file(args.table):
         metrics = steps.score_original_file(
-            args.table,
-            args.dataset,
-            args.scores,
-            args.json,
-            args.distance,
-            args.resamples,
-            args.seed,
-            table_out=args.save_table,
-            distance_convention=args.distance_convention,
+            *scoring, table_out=args.save_table, distance_convention=args.distance_convention
         )
     elif args.save_table:
         raise InputError(f"--save-table needs a results file of the original code (.json/.json.gz), not {args.table}")
     else:
-        metrics = steps.score_file(
-            args.table,
-            args.dataset,
-            args.scores,
-            args.json,
-            args.distance,
-            args.resamples,
-            args.seed,
-            distance_convention=args.distance_convention,
-        )
+        metrics = steps.score_file(*scoring, distance_convention=args.distance_convention)
     width = max(map(len, ORIGINAL_METRICS))
     for key in (*ORIGINAL_METRICS, "strict_validity_percent", "n_kept", "n_rows"):
         print(f"{key:<{width + 8}} {metrics[key]}")

@@ -123,6 +123,16 @@ def _nan_ci() -> list[float]:
     return [math.nan, math.nan]
 
 
+def _put_rates(
+    row: dict[str, Any], point: Mapping[str, Any], replicate: Mapping[str, Any] | None, level: float
+) -> None:
+    """Each rate's point value and its percentile CI over the bootstrap replicates (NaN without replicates)."""
+    for name, value in point.items():
+        row[name] = float(value)
+        ci = _ci(replicate[name], level) if replicate is not None else _nan_ci()
+        row[f"{name}_ci_lower"], row[f"{name}_ci_upper"] = ci
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # NSG by answer order
 # ---------------------------------------------------------------------------------------------------------------
@@ -165,10 +175,7 @@ def answer_order(obs: pd.DataFrame, *, resampler: m.Resampler, table: str = "ans
     boot = resampler.sums(counts, reference, f"{table}/difference") if k else np.empty((0, counts.shape[1]))
     replicate = diffs(boot) if len(boot) else None
     row = {"answer_order": "first - last", "n": len(used), "n_clusters": k}
-    for rate, value in point.items():
-        row[rate] = float(value)
-        ci = _ci(replicate[rate], resampler.level) if replicate is not None else _nan_ci()
-        row[f"{rate}_ci_lower"], row[f"{rate}_ci_upper"] = ci
+    _put_rates(row, point, replicate, resampler.level)
     rows.append(row)
     return rows
 
@@ -278,10 +285,7 @@ def feature_rows(
             replicate = _feature_rates(boot) if len(boot) else None
             row: dict[str, Any] = {"dataset": dataset, "feature": feature, "n_clusters": k}
             row.update({name: int(sums[j]) for j, name in enumerate(FEATURE_COUNTS)})
-            for name, value in point.items():
-                row[name] = float(value)
-                ci = _ci(replicate[name], resampler.level) if replicate is not None else _nan_ci()
-                row[f"{name}_ci_lower"], row[f"{name}_ci_upper"] = ci
+            _put_rates(row, point, replicate, resampler.level)
             rows.append(row)
     return rows
 
